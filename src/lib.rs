@@ -1,0 +1,1 @@
+//! gort: placeholder until the scheduler lands.
