@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize, fence};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize, fence};

@@ -35,9 +35,9 @@
 //! # Why no wake-up is lost
 //!
 //! The waiter stores `wait` and *then* loads the error bits; the closer (or deadline) stores the
-//! error bits and *then* loads the semaphore word. Both pairs are `SeqCst`, so at least one side
-//! sees the other (Dekker): either the waiter sees the error and does not park, or the closer sees
-//! `wait`/a waiter and moves it. Readiness needs no bits: its CAS on the word itself either
+//! error bits and *then* loads the semaphore word. A `SeqCst` fence sits between the store and
+//! the load on both sides, so at least one side sees the other (Dekker): either the waiter sees
+//! the error and does not park, or the closer sees `wait`/a waiter and moves it. Readiness needs no bits: its CAS on the word itself either
 //! consumes the announcement (`wait → ready`, the commit then fails) or finds the committed waiter.
 //! The commit runs after the waiter has switched away (Go's `gopark(netpollblockcommit)`), so any
 //! actor that sees a waiter in the word may wake it at once. The loom models in
@@ -61,7 +61,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::SeqCst;
 
 use crate::error::PollError;
-use crate::loom::{AtomicU32, AtomicUsize};
+use crate::loom::{AtomicU32, AtomicUsize, fence};
 use crate::sys::Readiness;
 use crate::token::Token;
 
@@ -103,7 +103,11 @@ impl Waiter {
 
     /// A waiter from a word; `None` for 0, 1 and 2.
     pub fn new(word: usize) -> Option<Waiter> {
-        if word < Self::MIN { None } else { NonZeroUsize::new(word).map(Waiter) }
+        if word < Self::MIN {
+            None
+        } else {
+            NonZeroUsize::new(word).map(Waiter)
+        }
     }
 
     /// The word given to [`Waiter::new`].
@@ -214,7 +218,9 @@ impl PollDesc {
         self.check_err(mode)?;
         // Only `ready` is forgotten: a `wait` or a waiter belongs to a caller in the middle of
         // a wait, and the one-waiter-per-direction rule says that caller is us.
-        let _ = self.sem(mode).compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst);
+        let _ = self
+            .sem(mode)
+            .compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst);
         Ok(())
     }
 
@@ -234,7 +240,10 @@ impl PollDesc {
         self.check_err(mode)?;
         let sem = self.sem(mode);
         loop {
-            if sem.compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst).is_ok() {
+            if sem
+                .compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst)
+                .is_ok()
+            {
                 return Ok(Prepared::Ready);
             }
             match sem.compare_exchange(PD_NIL, PD_WAIT, SeqCst, SeqCst) {
@@ -248,8 +257,10 @@ impl PollDesc {
                 ),
             }
         }
-        // "need to recheck error states after setting gpp to pdWait". This load pairs with
-        // the store of the error bit in `evict`/`expire`, which is followed by a load of `sem`.
+        // "need to recheck error states after setting gpp to pdWait". Store `wait`, fence,
+        // load the bits; the closer stores a bit, fences, loads the word (`mark`):
+        // one of the two loads sees the other's store.
+        fence(SeqCst);
         if let Err(e) = self.check_err(mode) {
             // Withdraw the announcement. Readiness that raced in is still readiness (Go's
             // netpollblock returns `old == pdReady` here too).
@@ -268,7 +279,9 @@ impl PollDesc {
     /// the caller must then not sleep, but resume the waiter at once.
     #[doc(alias = "netpollblockcommit")]
     pub fn commit(&self, mode: Mode, waiter: Waiter) -> bool {
-        self.sem(mode).compare_exchange(PD_WAIT, waiter.get(), SeqCst, SeqCst).is_ok()
+        self.sem(mode)
+            .compare_exchange(PD_WAIT, waiter.get(), SeqCst, SeqCst)
+            .is_ok()
     }
 
     /// The end of `netpollblock`: after waking or a failed commit, reset the word to nil and
@@ -284,7 +297,10 @@ impl PollDesc {
         match self.sem(mode).swap(PD_NIL, SeqCst) {
             PD_READY => true,
             PD_NIL => false,
-            other => panic!("reactor: corrupted poll descriptor for fd {}: {other:#x}", self.fd),
+            other => panic!(
+                "reactor: corrupted poll descriptor for fd {}: {other:#x}",
+                self.fd
+            ),
         }
     }
 
@@ -374,9 +390,11 @@ impl PollDesc {
     /// Idempotent: a second call finds nobody to wake.
     #[doc(alias = "poll_runtime_pollUnblock")]
     pub fn evict(&self) -> (Option<Waiter>, Option<Waiter>) {
-        // Store the bit, then look at the words: the other half of `prepare`'s re-check.
-        self.info.fetch_or(CLOSING, SeqCst);
-        (self.unblock(Mode::Read, false), self.unblock(Mode::Write, false))
+        self.mark(CLOSING);
+        (
+            self.unblock(Mode::Read, false),
+            self.unblock(Mode::Write, false),
+        )
     }
 
     /// The expiry half of `netpolldeadlineimpl`: the deadline of `mode` has passed. Marks it
@@ -388,8 +406,17 @@ impl PollDesc {
             Mode::Read => READ_EXPIRED,
             Mode::Write => WRITE_EXPIRED,
         };
-        self.info.fetch_or(bit, SeqCst);
+        self.mark(bit);
         self.unblock(mode, false)
+    }
+
+    /// Sets an error bit and fences, before the caller looks at the semaphore words: the other
+    /// half of the re-check in [`prepare`](PollDesc::prepare). (`SeqCst` on the two accesses
+    /// alone would do in the C++ model; the fences say it explicitly, and loom models fences
+    /// exactly, while it treats a `SeqCst` access as `AcqRel` — loom #180.)
+    fn mark(&self, bit: u32) {
+        self.info.fetch_or(bit, SeqCst);
+        fence(SeqCst);
     }
 
     /// Claims the one deregistration of this record: `true` for the first caller only.

@@ -129,7 +129,10 @@ impl Poller {
                 Ok(())
             }
             Err(e) => {
-                log::warn!("reactor: EPOLL_CTL_DEL of fd {} failed ({e}); slot kept", pd.fd());
+                log::warn!(
+                    "reactor: EPOLL_CTL_DEL of fd {} failed ({e}); slot kept",
+                    pd.fd()
+                );
                 self.cache.free(pd, true);
                 Err(e)
             }
@@ -151,7 +154,11 @@ impl Poller {
 
     /// [`netpoll`](Poller::netpoll) into the caller's `Vec`: appends the waiters to wake and
     /// returns how many it appended. Allocates nothing once `out` has room.
-    pub fn netpoll_into(&self, delay: Option<Duration>, out: &mut Vec<Waiter>) -> io::Result<usize> {
+    pub fn netpoll_into(
+        &self,
+        delay: Option<Duration>,
+        out: &mut Vec<Waiter>,
+    ) -> io::Result<usize> {
         let mut events = Events::new();
         self.wait_events(delay, &mut events)?;
         self.dispatch(&events, out)
@@ -184,7 +191,10 @@ impl Poller {
         }
         let stale = self.cache.with(|cache| {
             let mut stale = 0;
-            for ev in events.iter().filter(|ev| ev.token != Token::WAKEUP.as_u64()) {
+            for ev in events
+                .iter()
+                .filter(|ev| ev.token != Token::WAKEUP.as_u64())
+            {
                 match cache.lookup(Token::from_u64(ev.token)) {
                     Some(pd) => {
                         pd.ready(ev.readiness, out);

@@ -5,6 +5,8 @@
 //! `netpoll`, `evict` or `expire` calls [`wake`]. That is the runtime's park/ready with threads.
 #![allow(dead_code)]
 
+pub mod counting_alloc;
+
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -173,7 +175,11 @@ pub fn drain(mut sock: &UnixStream) -> usize {
 
 /// Runs `f` on a thread and fails the test if it has not finished within `limit`: a lost
 /// wake-up shows up as a clear failure, not a hung test run.
-pub fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     let h = thread::spawn(move || {
         let _ = tx.send(f());
