@@ -41,11 +41,7 @@ fn idle_poller(n: usize) -> (Poller, Vec<UnixStream>) {
         }
     }
     let mut events = Events::new();
-    while poller
-        .wait_events(Some(Duration::ZERO), &mut events)
-        .unwrap()
-        > 0
-    {}
+    while poller.wait_events(Some(Duration::ZERO), &mut events).unwrap() > 0 {}
     (poller, socks)
 }
 
@@ -68,12 +64,8 @@ fn wake_latency(c: &mut Criterion) {
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
     let sleeper = {
-        let (p, returned, rounds, stop) = (
-            poller.clone(),
-            returned.clone(),
-            rounds.clone(),
-            stop.clone(),
-        );
+        let (p, returned, rounds, stop) =
+            (poller.clone(), returned.clone(), rounds.clone(), stop.clone());
         thread::spawn(move || {
             let mut out = Vec::with_capacity(8);
             while !stop.load(SeqCst) {
@@ -106,9 +98,7 @@ fn wake_latency(c: &mut Criterion) {
         pct(0.99),
         samples[samples.len() - 1]
     );
-    c.bench_function("wake_latency", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| sample()).sum())
-    });
+    c.bench_function("wake_latency", |b| b.iter_custom(|iters| (0..iters).map(|_| sample()).sum()));
     stop.store(true, SeqCst);
     poller.netpoll_break().unwrap();
     sleeper.join().unwrap();

@@ -103,11 +103,7 @@ impl Waiter {
 
     /// A waiter from a word; `None` for 0, 1 and 2.
     pub fn new(word: usize) -> Option<Waiter> {
-        if word < Self::MIN {
-            None
-        } else {
-            NonZeroUsize::new(word).map(Waiter)
-        }
+        if word < Self::MIN { None } else { NonZeroUsize::new(word).map(Waiter) }
     }
 
     /// The word given to [`Waiter::new`].
@@ -218,9 +214,7 @@ impl PollDesc {
         self.check_err(mode)?;
         // Only `ready` is forgotten: a `wait` or a waiter belongs to a caller in the middle of
         // a wait, and the one-waiter-per-direction rule says that caller is us.
-        let _ = self
-            .sem(mode)
-            .compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst);
+        let _ = self.sem(mode).compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst);
         Ok(())
     }
 
@@ -240,10 +234,7 @@ impl PollDesc {
         self.check_err(mode)?;
         let sem = self.sem(mode);
         loop {
-            if sem
-                .compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst)
-                .is_ok()
-            {
+            if sem.compare_exchange(PD_READY, PD_NIL, SeqCst, SeqCst).is_ok() {
                 return Ok(Prepared::Ready);
             }
             match sem.compare_exchange(PD_NIL, PD_WAIT, SeqCst, SeqCst) {
@@ -279,9 +270,7 @@ impl PollDesc {
     /// the caller must then not sleep, but resume the waiter at once.
     #[doc(alias = "netpollblockcommit")]
     pub fn commit(&self, mode: Mode, waiter: Waiter) -> bool {
-        self.sem(mode)
-            .compare_exchange(PD_WAIT, waiter.get(), SeqCst, SeqCst)
-            .is_ok()
+        self.sem(mode).compare_exchange(PD_WAIT, waiter.get(), SeqCst, SeqCst).is_ok()
     }
 
     /// The end of `netpollblock`: after waking or a failed commit, reset the word to nil and
@@ -297,10 +286,7 @@ impl PollDesc {
         match self.sem(mode).swap(PD_NIL, SeqCst) {
             PD_READY => true,
             PD_NIL => false,
-            other => panic!(
-                "reactor: corrupted poll descriptor for fd {}: {other:#x}",
-                self.fd
-            ),
+            other => panic!("reactor: corrupted poll descriptor for fd {}: {other:#x}", self.fd),
         }
     }
 
@@ -391,10 +377,7 @@ impl PollDesc {
     #[doc(alias = "poll_runtime_pollUnblock")]
     pub fn evict(&self) -> (Option<Waiter>, Option<Waiter>) {
         self.mark(CLOSING);
-        (
-            self.unblock(Mode::Read, false),
-            self.unblock(Mode::Write, false),
-        )
+        (self.unblock(Mode::Read, false), self.unblock(Mode::Write, false))
     }
 
     /// The expiry half of `netpolldeadlineimpl`: the deadline of `mode` has passed. Marks it

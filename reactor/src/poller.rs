@@ -72,12 +72,7 @@ impl Poller {
         let epoll = Epoll::new()?;
         let wakeup = Wakeup::new()?;
         epoll.add_level_readable(wakeup.read_fd(), Token::WAKEUP.as_u64())?;
-        Ok(Poller {
-            epoll,
-            wakeup,
-            cache: PollCache::default(),
-            stale_events: AtomicU64::new(0),
-        })
+        Ok(Poller { epoll, wakeup, cache: PollCache::default(), stale_events: AtomicU64::new(0) })
     }
 
     /// `poll_runtime_pollOpen`: registers `fd` (which must be non-blocking) once, for both
@@ -100,8 +95,9 @@ impl Poller {
     /// `poll_runtime_pollClose`: removes the record's fd from epoll (`EPOLL_CTL_DEL`) and frees
     /// its slot for reuse under a new generation. Call it *before* closing the fd.
     ///
-    /// Call [`PollDesc::evict`] first and wake the waiters it returns; `close` marks the record
-    /// closing itself if that was not done. A second `close` of the same record returns an
+    /// If a waiter may be parked on the record, call [`PollDesc::evict`] first and wake the
+    /// waiters it returns: that step is the caller's, since only the caller can wake them.
+    /// When nobody is parked, `close` marks the record closing itself. A second `close` of the same record returns an
     /// error and touches nothing. If `EPOLL_CTL_DEL` fails, the error is returned and the slot
     /// is kept out of reuse (epoll may still report the fd under the old token).
     ///
@@ -129,10 +125,7 @@ impl Poller {
                 Ok(())
             }
             Err(e) => {
-                log::warn!(
-                    "reactor: EPOLL_CTL_DEL of fd {} failed ({e}); slot kept",
-                    pd.fd()
-                );
+                log::warn!("reactor: EPOLL_CTL_DEL of fd {} failed ({e}); slot kept", pd.fd());
                 self.cache.free(pd, true);
                 Err(e)
             }
@@ -191,10 +184,7 @@ impl Poller {
         }
         let stale = self.cache.with(|cache| {
             let mut stale = 0;
-            for ev in events
-                .iter()
-                .filter(|ev| ev.token != Token::WAKEUP.as_u64())
-            {
+            for ev in events.iter().filter(|ev| ev.token != Token::WAKEUP.as_u64()) {
                 match cache.lookup(Token::from_u64(ev.token)) {
                     Some(pd) => {
                         pd.ready(ev.readiness, out);

@@ -37,10 +37,7 @@ impl Token {
     /// # Panics
     /// If `index > MAX_INDEX` (the cache refuses such an index first).
     pub fn new(index: usize, generation: u32) -> Token {
-        assert!(
-            index <= Self::MAX_INDEX,
-            "reactor: slot index {index} out of range"
-        );
+        assert!(index <= Self::MAX_INDEX, "reactor: slot index {index} out of range");
         Token(((generation as u64) << 32) | index as u64)
     }
 
@@ -71,12 +68,7 @@ mod tests {
 
     #[test]
     fn packs_and_unpacks() {
-        for (i, g) in [
-            (0, 0),
-            (1, 7),
-            (Token::MAX_INDEX, u32::MAX),
-            (12345, 1 << 31),
-        ] {
+        for (i, g) in [(0, 0), (1, 7), (Token::MAX_INDEX, u32::MAX), (12345, 1 << 31)] {
             let t = Token::new(i, g);
             assert_eq!((t.index(), t.generation()), (i, g));
             assert_eq!(Token::from_u64(t.as_u64()), t);

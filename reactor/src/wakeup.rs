@@ -62,11 +62,7 @@ impl Wakeup {
     pub(crate) fn wake(&self) -> io::Result<()> {
         // SeqCst: the waker published its work before this call, and a poller clears
         // `pending` before it looks for work again; the two must meet in one order.
-        if self
-            .pending
-            .compare_exchange(false, true, SeqCst, SeqCst)
-            .is_err()
-        {
+        if self.pending.compare_exchange(false, true, SeqCst, SeqCst).is_err() {
             return Ok(()); // "there is an in-flight wakeup, so we're done here"
         }
         match self.pipe.write_byte() {

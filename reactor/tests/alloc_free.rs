@@ -34,14 +34,10 @@ fn steady_state_netpoll_allocates_nothing() {
         b.write_all(b"ping").unwrap();
         woken.clear();
         while woken.is_empty() {
-            poller
-                .netpoll_into(Some(Duration::from_secs(5)), &mut woken)
-                .unwrap();
+            poller.netpoll_into(Some(Duration::from_secs(5)), &mut woken).unwrap();
         }
         poller.netpoll_break().unwrap();
-        poller
-            .netpoll_into(Some(Duration::from_secs(5)), &mut woken)
-            .unwrap(); // drains
+        poller.netpoll_into(Some(Duration::from_secs(5)), &mut woken).unwrap(); // drains
         assert!(pd.complete(Mode::Read));
         assert_eq!((&a).read(&mut buf).unwrap(), 4);
         counting(false);

@@ -57,22 +57,13 @@ impl Parked {
             assert_eq!(w.get(), W);
             self.handed_back.fetch_add(1, SeqCst);
             self.woken.store(true, SeqCst);
-            self.waiter_thread
-                .lock()
-                .unwrap()
-                .as_ref()
-                .unwrap()
-                .unpark();
+            self.waiter_thread.lock().unwrap().as_ref().unwrap().unpark();
         }
     }
 
     fn check_one_wake_per_commit(&self) {
         let expected = usize::from(self.committed.load(SeqCst));
-        assert_eq!(
-            self.handed_back.load(SeqCst),
-            expected,
-            "wake-ups per committed wait"
-        );
+        assert_eq!(self.handed_back.load(SeqCst), expected, "wake-ups per committed wait");
     }
 }
 
@@ -170,10 +161,7 @@ fn close_and_deadline_hand_the_waiter_to_exactly_one() {
         // No readiness at all: only the re-check after the announce, or an unblocker that
         // finds the announced or parked waiter, can end this wait.
         let res = p.wait(Mode::Read);
-        assert!(
-            matches!(res, Err(PollError::Closing) | Err(PollError::Timeout)),
-            "{res:?}"
-        );
+        assert!(matches!(res, Err(PollError::Closing) | Err(PollError::Timeout)), "{res:?}");
         closer.join().unwrap();
         deadline.join().unwrap();
         p.check_one_wake_per_commit();

@@ -37,35 +37,22 @@ fn readiness_wakes_exactly_the_waiter_of_that_direction() {
     assert_eq!(pd.prepare(Mode::Read).unwrap(), Prepared::Park);
     assert!(pd.commit(Mode::Read, w(10)));
     let woken = poller.netpoll(Some(Duration::from_millis(50))).unwrap();
-    assert!(
-        woken.is_empty(),
-        "writability alone woke the reader: {woken:?}"
-    );
+    assert!(woken.is_empty(), "writability alone woke the reader: {woken:?}");
 
     // Park a writer too: fill the send buffer so the write side is not ready.
-    assert_eq!(
-        pd.prepare(Mode::Write).unwrap(),
-        Prepared::Ready,
-        "the writable edge was kept"
-    );
+    assert_eq!(pd.prepare(Mode::Write).unwrap(), Prepared::Ready, "the writable edge was kept");
     fill(&a);
     assert_eq!(pd.prepare(Mode::Write).unwrap(), Prepared::Park);
     assert!(pd.commit(Mode::Write, w(20)));
 
     // Data for the reader wakes the reader and nobody else.
     b.write_all(b"x").unwrap();
-    assert_eq!(
-        poller.netpoll(Some(Duration::from_secs(5))).unwrap(),
-        vec![w(10)]
-    );
+    assert_eq!(poller.netpoll(Some(Duration::from_secs(5))).unwrap(), vec![w(10)]);
     assert!(pd.complete(Mode::Read));
 
     // Room for the writer wakes the writer and nobody else.
     drain(&b);
-    assert_eq!(
-        poller.netpoll(Some(Duration::from_secs(5))).unwrap(),
-        vec![w(20)]
-    );
+    assert_eq!(poller.netpoll(Some(Duration::from_secs(5))).unwrap(), vec![w(20)]);
     assert!(pd.complete(Mode::Write));
 
     // Nothing left to say: a peek returns nothing.
@@ -85,12 +72,7 @@ fn readiness_between_prepare_and_commit_is_not_lost() {
     assert_eq!(pd.prepare(Mode::Read).unwrap(), Prepared::Park);
     b.write_all(b"hello").unwrap();
     // The event arrives while the waiter is announced but not committed: nobody to hand back.
-    assert!(
-        poller
-            .netpoll(Some(Duration::from_secs(5)))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(poller.netpoll(Some(Duration::from_secs(5))).unwrap().is_empty());
     // So the commit fails: the waiter must not sleep ...
     assert!(!pd.commit(Mode::Read, w(10)));
     // ... and finds the readiness waiting for it.
@@ -106,12 +88,7 @@ fn readiness_before_the_wait_is_consumed_by_prepare() {
     let (a, mut b) = socketpair();
     let pd = poller.open(fd(&a)).unwrap();
     b.write_all(b"x").unwrap();
-    assert!(
-        poller
-            .netpoll(Some(Duration::from_secs(5)))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(poller.netpoll(Some(Duration::from_secs(5))).unwrap().is_empty());
     assert_eq!(pd.prepare(Mode::Read).unwrap(), Prepared::Ready);
     // Consumed: the next wait parks.
     assert_eq!(pd.prepare(Mode::Read).unwrap(), Prepared::Park);
@@ -152,10 +129,7 @@ fn evict_wakes_both_waiters_and_every_later_wait_fails() {
             })
         })
     };
-    assert!(
-        eventually(Duration::from_secs(10), || parked.load(SeqCst) == 2),
-        "both should park"
-    );
+    assert!(eventually(Duration::from_secs(10), || parked.load(SeqCst) == 2), "both should park");
     let mut woken = Vec::new();
     let (r, w) = pd.evict();
     woken.extend(r);
@@ -163,10 +137,9 @@ fn evict_wakes_both_waiters_and_every_later_wait_fails() {
     assert_eq!(woken.len(), 2, "evict must hand back both parked waiters");
     wake_all(woken);
 
-    for (what, res) in [
-        ("read", reader.join().unwrap().map(|_| ())),
-        ("write", writer.join().unwrap()),
-    ] {
+    for (what, res) in
+        [("read", reader.join().unwrap().map(|_| ())), ("write", writer.join().unwrap())]
+    {
         let err = res.expect_err(what);
         assert_eq!(
             err.get_ref().unwrap().downcast_ref::<PollError>(),
@@ -208,18 +181,12 @@ fn bare_epollerr_makes_reads_not_pollable_until_the_next_event() {
     let (a, _b) = socketpair();
     let pd = poller.open(fd(&a)).unwrap();
     let mut events = reactor::Events::new();
-    events.push(reactor::Event {
-        token: pd.token().as_u64(),
-        readiness: reactor::Readiness::ERROR,
-    });
+    events
+        .push(reactor::Event { token: pd.token().as_u64(), readiness: reactor::Readiness::ERROR });
     let mut out = Vec::new();
     poller.dispatch(&events, &mut out).unwrap();
     assert_eq!(pd.check_err(Mode::Read), Err(PollError::NotPollable));
-    assert_eq!(
-        pd.check_err(Mode::Write),
-        Ok(()),
-        "write errors surface from the write call"
-    );
+    assert_eq!(pd.check_err(Mode::Write), Ok(()), "write errors surface from the write call");
     events.clear();
     events.push(reactor::Event {
         token: pd.token().as_u64(),
@@ -285,29 +252,17 @@ fn threads_ping_pong_without_lost_wakeups() {
 #[test]
 fn timed_netpoll_waits_at_least_its_delay_and_zero_never_blocks() {
     let poller = Poller::new().unwrap();
-    for delay in [
-        Duration::from_micros(10),
-        Duration::from_millis(1),
-        Duration::from_millis(3),
-    ] {
+    for delay in [Duration::from_micros(10), Duration::from_millis(1), Duration::from_millis(3)] {
         let t = Instant::now();
         assert!(poller.netpoll(Some(delay)).unwrap().is_empty());
-        assert!(
-            t.elapsed() >= delay,
-            "netpoll({delay:?}) returned after {:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() >= delay, "netpoll({delay:?}) returned after {:?}", t.elapsed());
     }
     // A zero delay must not wait: a generous bound, nothing here depends on machine speed.
     let t = Instant::now();
     for _ in 0..100 {
         poller.netpoll(ZERO).unwrap();
     }
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "100 peeks took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "100 peeks took {:?}", t.elapsed());
 }
 
 #[test]
@@ -321,31 +276,17 @@ fn open_and_close_errors_are_clear_and_lose_nothing() {
     assert_eq!(poller.stats().registered, 1);
     // Closing twice: the second touches nothing.
     poller.close(&pd).unwrap();
-    assert!(
-        poller
-            .close(&pd)
-            .unwrap_err()
-            .to_string()
-            .contains("closed in the poller already")
-    );
+    assert!(poller.close(&pd).unwrap_err().to_string().contains("closed in the poller already"));
     assert_eq!(poller.stats().registered, 0);
     // A bad fd.
     assert!(poller.open(-1).is_err());
-    assert_eq!(
-        poller.stats(),
-        reactor::PollerStats {
-            wakeup_writes: 0,
-            ..Default::default()
-        }
-    );
+    assert_eq!(poller.stats(), reactor::PollerStats { wakeup_writes: 0, ..Default::default() });
     assert!(poller.is_poll_descriptor(poller_fds(&poller)));
 }
 
 fn poller_fds(p: &Poller) -> i32 {
     // The poller's own fds are the lowest that `is_poll_descriptor` accepts; probe a few.
-    (0..1024)
-        .find(|&fd| p.is_poll_descriptor(fd))
-        .expect("the poller has fds")
+    (0..1024).find(|&fd| p.is_poll_descriptor(fd)).expect("the poller has fds")
 }
 
 #[test]
@@ -362,10 +303,6 @@ fn a_failed_deregistration_keeps_the_slot_out_of_reuse() {
     assert_eq!((s.registered, s.leaked), (0, 1));
     let (c, _d) = socketpair();
     let pd2 = poller.open(fd(&c)).unwrap();
-    assert_ne!(
-        pd2.token().index(),
-        pd.token().index(),
-        "a leaked slot was reused"
-    );
+    assert_ne!(pd2.token().index(), pd.token().index(), "a leaked slot was reused");
     poller.close(&pd2).unwrap();
 }

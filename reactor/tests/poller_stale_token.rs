@@ -26,19 +26,11 @@ fn stale_event_after_fd_reuse_is_dropped() {
     // 1. An epoll_wait fetches events for the old fd (its initial writable edge, and data) ...
     b.write_all(b"old data").unwrap();
     let mut events = Events::new();
-    assert!(
-        poller
-            .wait_events(Some(Duration::from_secs(5)), &mut events)
-            .unwrap()
-            >= 1
-    );
+    assert!(poller.wait_events(Some(Duration::from_secs(5)), &mut events).unwrap() >= 1);
     let fetched: Vec<Event> = events.iter().collect();
     assert!(fetched.iter().any(|e| e.token == old.token().as_u64()));
     // ... and, as in #59545, an error event for it too.
-    events.push(Event {
-        token: old.token().as_u64(),
-        readiness: Readiness::ERROR,
-    });
+    events.push(Event { token: old.token().as_u64(), readiness: Readiness::ERROR });
 
     // 2. Before those events are dispatched, another thread closes the fd ...
     assert_eq!(old.evict(), (None, None));
@@ -48,17 +40,9 @@ fn stale_event_after_fd_reuse_is_dropped() {
 
     // 3. ... and a new socket gets the same fd number and the same slot.
     let (c, _d) = socketpair();
-    assert_eq!(
-        fd(&c),
-        old_fd,
-        "the kernel should reuse the lowest free fd number"
-    );
+    assert_eq!(fd(&c), old_fd, "the kernel should reuse the lowest free fd number");
     let new = poller.open(fd(&c)).unwrap();
-    assert_eq!(
-        new.token().index(),
-        old.token().index(),
-        "the slab should reuse the slot"
-    );
+    assert_eq!(new.token().index(), old.token().index(), "the slab should reuse the slot");
     assert_ne!(new.token(), old.token(), "the generation must differ");
 
     // The new record's reader parks.
@@ -70,27 +54,15 @@ fn stale_event_after_fd_reuse_is_dropped() {
     let stale_before = poller.stats().stale_events;
     let mut out = Vec::new();
     assert_eq!(poller.dispatch(&events, &mut out).unwrap(), 0);
-    assert!(
-        out.is_empty(),
-        "a stale event woke the new record's waiter: {out:?}"
-    );
-    assert_eq!(
-        poller.stats().stale_events - stale_before,
-        events.len() as u64
-    );
-    assert_eq!(
-        new.check_err(Mode::Read),
-        Ok(()),
-        "a stale EPOLLERR leaked into the new record"
-    );
+    assert!(out.is_empty(), "a stale event woke the new record's waiter: {out:?}");
+    assert_eq!(poller.stats().stale_events - stale_before, events.len() as u64);
+    assert_eq!(new.check_err(Mode::Read), Ok(()), "a stale EPOLLERR leaked into the new record");
 
     // The new record still works: its own readiness wakes its waiter.
     (&_d).write_all(b"new").unwrap();
     let mut woken = Vec::new();
     while woken.is_empty() {
-        poller
-            .netpoll_into(Some(Duration::from_secs(5)), &mut woken)
-            .unwrap();
+        poller.netpoll_into(Some(Duration::from_secs(5)), &mut woken).unwrap();
     }
     assert_eq!(woken, vec![waiter]);
     assert!(new.complete(Mode::Read));

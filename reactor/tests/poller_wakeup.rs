@@ -25,9 +25,8 @@ fn break_ends_a_blocking_netpoll_promptly() {
         thread::sleep(Duration::from_millis(20)); // let it reach epoll_wait
         let sent = Instant::now();
         poller.netpoll_break().unwrap();
-        let (returned, woken) = within(Duration::from_secs(10), "break", move || {
-            sleeper.join().unwrap()
-        });
+        let (returned, woken) =
+            within(Duration::from_secs(10), "break", move || sleeper.join().unwrap());
         assert!(woken.is_empty());
         let latency = returned.saturating_duration_since(sent);
         assert!(
@@ -48,10 +47,7 @@ fn a_break_before_the_wait_is_not_lost_and_peeks_do_not_swallow_it() {
     // The blocking poll returns at once and drains.
     let t = Instant::now();
     poller.netpoll(Some(Duration::from_secs(30))).unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "the pending break was lost"
-    );
+    assert!(t.elapsed() < Duration::from_secs(10), "the pending break was lost");
     // Drained: the next timed wait sleeps its full delay.
     let t = Instant::now();
     poller.netpoll(Some(Duration::from_millis(20))).unwrap();
@@ -98,9 +94,7 @@ fn breaks_against_a_live_poller_write_at_most_once_per_drain() {
     threads.into_iter().for_each(|t| t.join().unwrap());
     stop.store(true, SeqCst);
     poller.netpoll_break().unwrap();
-    let rounds = within(Duration::from_secs(10), "driver exit", move || {
-        driver.join().unwrap()
-    });
+    let rounds = within(Duration::from_secs(10), "driver exit", move || driver.join().unwrap());
     let writes = poller.stats().wakeup_writes - before;
     // Each write needs a drain by a blocking poll before the next can happen.
     assert!(writes <= rounds + 1, "{writes} writes for {rounds} polls");

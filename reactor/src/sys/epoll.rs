@@ -69,7 +69,7 @@ impl Readiness {
 /// One event as the portable layers see it: the token given at registration, and the flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// The `data` word given to [`Epoll::add`].
+    /// The `data` word the fd was registered with ([`Poller::open`](crate::Poller::open)).
     pub token: u64,
     /// What became ready.
     pub readiness: Readiness,
@@ -93,11 +93,7 @@ pub struct Events {
 impl Events {
     /// An empty buffer.
     pub fn new() -> Events {
-        Events {
-            buf: [MaybeUninit::uninit(); EVENTS_CAPACITY],
-            len: 0,
-            blocking: false,
-        }
+        Events { buf: [MaybeUninit::uninit(); EVENTS_CAPACITY], len: 0, blocking: false }
     }
 
     /// How many events the last wait returned.
@@ -117,10 +113,7 @@ impl Events {
             // SAFETY: the first `len` entries were written by epoll_wait or `push`.
             let ev = unsafe { ev.assume_init() };
             let (token, events) = (ev.u64, ev.events);
-            Event {
-                token,
-                readiness: Readiness(events),
-            }
+            Event { token, readiness: Readiness(events) }
         })
     }
 
@@ -130,10 +123,8 @@ impl Events {
         if self.len == EVENTS_CAPACITY {
             return false;
         }
-        self.buf[self.len] = MaybeUninit::new(libc::epoll_event {
-            events: event.readiness.0,
-            u64: event.token,
-        });
+        self.buf[self.len] =
+            MaybeUninit::new(libc::epoll_event { events: event.readiness.0, u64: event.token });
         self.len += 1;
         true
     }
@@ -180,9 +171,8 @@ impl Epoll {
         // SAFETY: epoll_create1 takes a flags word and returns a new fd or -1.
         let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
     }
 
     /// The epoll fd itself (Go's `netpollIsPollDescriptor`).
@@ -278,10 +268,7 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_millis(1))), 1);
         assert_eq!(timeout_ms(Some(Duration::from_micros(1001))), 2);
         assert_eq!(timeout_ms(Some(Duration::from_secs(3))), 3000);
-        assert_eq!(
-            timeout_ms(Some(Duration::from_secs(u64::MAX))),
-            1_000_000_000
-        );
+        assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), 1_000_000_000);
     }
 
     #[test]

@@ -74,11 +74,7 @@ impl Pipe {
         let mut total = 0;
         loop {
             // SAFETY: `rd` is a live fd; `buf` is writable for `buf.len()` bytes.
-            match syscall!(read(
-                self.rd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len()
-            )) {
+            match syscall!(read(self.rd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())) {
                 Ok(0) => return Ok(total),
                 Ok(n) => total += n as usize,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
