@@ -7,17 +7,27 @@
 //! `#[global_allocator] static A: counting_alloc::Counting = counting_alloc::Counting;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 /// The allocator: `System`, plus a counter.
 pub struct Counting;
 
-static ON: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
-/// Starts or stops counting.
+thread_local! {
+    /// Whether this thread's allocations count. Per thread, so the test harness's own threads
+    /// never show up in the count. `const` and without `Drop`: reading it never allocates.
+    static ON: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Starts or stops counting the calling thread's allocations.
 pub fn counting(on: bool) {
-    ON.store(on, SeqCst);
+    ON.set(on);
+}
+
+fn on() -> bool {
+    ON.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Allocations (and reallocations) counted so far.
@@ -28,7 +38,7 @@ pub fn allocations() -> u64 {
 // SAFETY: every call is forwarded unchanged to the system allocator; we only count.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ON.load(SeqCst) {
+        if on() {
             ALLOCS.fetch_add(1, SeqCst);
         }
         // SAFETY: forwarded with the caller's layout, which meets `alloc`'s contract.
@@ -41,7 +51,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ON.load(SeqCst) {
+        if on() {
             ALLOCS.fetch_add(1, SeqCst);
         }
         // SAFETY: forwarded unchanged; `ptr` came from this allocator with `layout`.

@@ -1,0 +1,185 @@
+//! Parking and waking: the one protocol every blocking operation is built on.
+//!
+//! Mirrors: `runtime/proc.go` (Go 1.19) `gopark(unlockf)`, `park_m`, `goready`, `Gosched`.
+//!
+//! ```text
+//!  task: park(commit) ──switch──► scheduler: state = WAITING; commit(task)?
+//!                                    true  → parked: whoever got the task will ready() it
+//!                                    false → the event already happened: run the task again
+//!  waker: ready(task): CAS WAITING → RUNNABLE, queue on the home worker (wake it if asleep)
+//! ```
+//!
+//! The commit runs *after* the task is off its stack, so a waker that finds the task through the
+//! commit can queue it at once: it can never be resumed twice, nor missed.
+//!
+//! [`wait`] is the same protocol for code that may also run on plain OS threads (join, channels,
+//! the blocking pool): a task parks; a thread sleeps on a [`Waker::Thread`].
+//!
+//! | caller  | `wait(commit)` does                              | the waker's `wake()` does              |
+//! |---------|--------------------------------------------------|----------------------------------------|
+//! | a task  | `park`, committing a `Waker::Task`               | `ready` on the task's runtime          |
+//! | a thread| `commit(Waker::Thread)`; if true, sleep until woken | sets the flag, unparks the thread   |
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::thread::{self, Thread};
+
+use super::{Shared, ready, worker};
+use crate::spawn::Cancelled;
+use crate::task::{self, Request, TaskRef};
+
+/// Go's `gopark`: suspends the running task until someone readies it. `commit` runs on the
+/// scheduler side once the task is off its stack; it publishes the task and returns `true`, or
+/// returns `false` if the awaited event already happened (the task then runs again at once).
+///
+/// A task of a runtime that is shutting down unwinds from here (with a private payload its
+/// entry catches), so its destructors run.
+///
+/// # Panics
+/// Outside a task.
+pub(crate) fn park(commit: impl FnOnce(&TaskRef) -> bool) {
+    check_cancel();
+    let mut commit = Some(commit);
+    let mut step = |t: &TaskRef| commit.take().is_some_and(|c| c(t));
+    task::suspend(Request::Park(&mut step));
+    check_cancel();
+}
+
+/// Go's `Gosched`: lets the other runnable tasks of this worker run, then continues.
+/// Outside a task it yields the OS thread.
+pub fn yield_now() {
+    if task::in_task() {
+        check_cancel();
+        task::suspend(Request::Yield);
+        check_cancel();
+    } else {
+        thread::yield_now();
+    }
+}
+
+fn check_cancel() {
+    if task::current_cancelled() {
+        std::panic::resume_unwind(Box::new(Cancelled));
+    }
+}
+
+/// Something parked that can be woken: a task (with its runtime) or an OS thread.
+pub(crate) enum Waker {
+    /// A parked task.
+    Task(TaskRef, Arc<Shared>),
+    /// A sleeping OS thread.
+    Thread(Arc<ThreadWaiter>),
+}
+
+impl Waker {
+    /// Wakes what is parked. Call it with no lock held.
+    pub(crate) fn wake(self) {
+        match self {
+            Waker::Task(t, shared) => ready(&shared, t),
+            Waker::Thread(w) => w.wake(),
+        }
+    }
+}
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Waker::Task(t, _) => write!(f, "Waker::Task({})", t.id()),
+            Waker::Thread(w) => write!(f, "Waker::Thread({:?})", w.thread.id()),
+        }
+    }
+}
+
+/// A thread's side of [`Waker::Thread`].
+#[derive(Debug)]
+pub(crate) struct ThreadWaiter {
+    thread: Thread,
+    woken: AtomicBool,
+}
+
+impl ThreadWaiter {
+    fn wake(&self) {
+        self.woken.store(true, Release);
+        self.thread.unpark();
+    }
+}
+
+/// Blocks the caller until woken: a task parks, a thread sleeps. `commit` gets the caller's
+/// [`Waker`] and returns `true` if it stored it (then someone will wake it), `false` if there is
+/// no need to wait. Callers re-check their condition afterwards.
+pub(crate) fn wait(commit: impl FnOnce(Waker) -> bool) {
+    if let Some(w) = worker::current().filter(|_| task::in_task()) {
+        let shared = w.shared.clone();
+        park(move |t| commit(Waker::Task(t.clone(), shared)));
+        return;
+    }
+    let waiter =
+        Arc::new(ThreadWaiter { thread: thread::current(), woken: AtomicBool::new(false) });
+    if commit(Waker::Thread(waiter.clone())) {
+        while !waiter.woken.load(Acquire) {
+            thread::park();
+        }
+    }
+}
+
+/// Wakes a task or thread parked with [`park_current`] (as `std::thread::Thread::unpark`).
+#[derive(Clone)]
+pub struct Unparker(UnparkerKind);
+
+#[derive(Clone)]
+enum UnparkerKind {
+    Task(TaskRef, Arc<Shared>),
+    Thread(Thread),
+}
+
+impl fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            UnparkerKind::Task(t, _) => write!(f, "Unparker(task {})", t.id()),
+            UnparkerKind::Thread(t) => write!(f, "Unparker({:?})", t.id()),
+        }
+    }
+}
+
+impl Unparker {
+    /// Makes the token available: the parked task (or thread) wakes, or its next
+    /// [`park_current`] returns at once. Tokens do not add up.
+    pub fn unpark(&self) {
+        match &self.0 {
+            UnparkerKind::Task(t, shared) => {
+                if t.notify_token() {
+                    ready(shared, t.clone());
+                }
+            }
+            UnparkerKind::Thread(t) => t.unpark(),
+        }
+    }
+}
+
+/// The [`Unparker`] of the calling task, or of the calling thread outside a task.
+pub fn unparker() -> Unparker {
+    match (task::current(), worker::current()) {
+        (Some(t), Some(w)) => Unparker(UnparkerKind::Task(t, w.shared.clone())),
+        _ => Unparker(UnparkerKind::Thread(thread::current())),
+    }
+}
+
+/// Parks the calling task until its [`Unparker`] is used (as `std::thread::park`, with a
+/// token); outside a task, parks the thread. May also return spuriously: call it in a loop that
+/// checks a condition.
+pub fn park_current() {
+    let Some(t) = task::current() else {
+        thread::park();
+        return;
+    };
+    if t.take_token() {
+        return;
+    }
+    // The commit runs with the task WAITING: an unpark before it leaves the token NOTIFIED and
+    // the commit fails; one after it finds PARKED and readies the task.
+    park(|t| t.park_token());
+    t.take_token();
+}

@@ -1,0 +1,265 @@
+//! Tasks and the scheduler through the public API: spawn, join, park/unpark, panics, homes,
+//! `blocking`, `Handle::go`, shutdown.
+//!
+//! Run them once more with every wake-up sent through the cross-worker inbox:
+//! `GORT_STRESS_INBOX=1 cargo test --test sched_tasks` (CI does).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gort::{Runtime, task};
+
+fn rt(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().expect("runtime")
+}
+
+/// Runs `f` on a thread and fails if it takes longer than `limit` (a lost wake-up hangs).
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            h.join().unwrap();
+            v
+        }
+        Err(_) if h.is_finished() => match h.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!(),
+        },
+        Err(_) => panic!("{what}: not done within {limit:?} (a lost wake-up?)"),
+    }
+}
+
+#[test]
+fn hundred_thousand_tasks_spawned_and_joined() {
+    for workers in [1, 4] {
+        let sum = within(Duration::from_secs(120), "100k tasks", move || {
+            rt(workers).block_on(|| {
+                let hs: Vec<_> = (0..100_000u64).map(|i| gort::go(move || i * 2)).collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+            })
+        });
+        assert_eq!(sum, 100_000 * 99_999, "{workers} workers");
+    }
+}
+
+#[test]
+fn million_park_unpark_ping_pongs() {
+    // Two tasks hand a turn back and forth with park/unpark: 1 000 000 hand-offs in all. A lost
+    // wake-up leaves both parked forever; `within` turns that into a failure.
+    const ROUNDS: usize = 500_000;
+    for workers in [1, 4] {
+        within(Duration::from_secs(120), "ping-pong", move || {
+            rt(workers).block_on(move || {
+                let turn = Arc::new(AtomicUsize::new(0)); // even: ping's turn, odd: pong's
+                // Swap unparkers through std channels that never block: ping's is sent before
+                // pong starts; pong's is polled for with yields.
+                let (to_pong, from_ping) = mpsc::channel::<task::Unparker>();
+                let (to_ping, from_pong) = mpsc::channel::<task::Unparker>();
+                to_pong.send(task::unparker()).unwrap();
+                let t2 = turn.clone();
+                let pong = gort::go(move || {
+                    let ping = from_ping.try_recv().unwrap();
+                    to_ping.send(task::unparker()).unwrap();
+                    for i in 0..ROUNDS {
+                        while t2.load(SeqCst) != 2 * i + 1 {
+                            task::park();
+                        }
+                        t2.store(2 * i + 2, SeqCst);
+                        ping.unpark();
+                    }
+                });
+                let pong_u = loop {
+                    match from_pong.try_recv() {
+                        Ok(u) => break u,
+                        Err(_) => gort::yield_now(),
+                    }
+                };
+                for i in 0..ROUNDS {
+                    while turn.load(SeqCst) != 2 * i {
+                        task::park();
+                    }
+                    turn.store(2 * i + 1, SeqCst);
+                    pong_u.unpark();
+                }
+                pong.join().unwrap();
+                assert_eq!(turn.load(SeqCst), 2 * ROUNDS);
+            })
+        });
+    }
+}
+
+#[test]
+fn a_panicking_task_reports_its_payload_and_the_others_run_on() {
+    let rt = rt(2);
+    rt.block_on(|| {
+        let ok = gort::go(|| {
+            gort::time::sleep(Duration::from_millis(20));
+            7
+        });
+        let bad = gort::go(|| -> u32 { panic!("boom {}", 42) });
+        let err = bad.join().unwrap_err();
+        assert!(err.is_panic());
+        assert_eq!(err.panic_message(), Some("boom 42"));
+        assert_eq!(ok.join().unwrap(), 7);
+        // The worker that ran the panicking task still serves new ones.
+        let more: Vec<_> = (0..100).map(|i| gort::go(move || i)).collect();
+        assert_eq!(more.into_iter().map(|h| h.join().unwrap()).sum::<i32>(), 4950);
+    });
+}
+
+#[test]
+fn a_task_never_changes_thread_once_started() {
+    // 64 tasks × 160 parks (sleeps, yields, unpark hand-offs) on 4 workers, each recording
+    // the thread it runs on after every park: one thread per task, always.
+    let moved = within(Duration::from_secs(120), "homes", || {
+        rt(4).block_on(|| {
+            let hs: Vec<_> = (0..64)
+                .map(|i| {
+                    gort::go(move || {
+                        let home = thread::current().id();
+                        let mut seen = HashSet::new();
+                        for k in 0..160 {
+                            match k % 3 {
+                                0 => gort::yield_now(),
+                                1 => gort::time::sleep(Duration::from_micros(50 + i)),
+                                _ => {
+                                    let u = task::unparker();
+                                    gort::go(move || u.unpark());
+                                    task::park();
+                                }
+                            }
+                            seen.insert(thread::current().id());
+                        }
+                        seen.len() == 1 && seen.contains(&home)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).filter(|ok| !ok).count()
+        })
+    });
+    assert_eq!(moved, 0, "tasks that changed thread");
+}
+
+#[test]
+fn blocking_keeps_the_other_tasks_running() {
+    let rt = rt(1);
+    let ticks = rt.block_on(|| {
+        let sleeper = gort::go(|| gort::blocking(|| thread::sleep(Duration::from_secs(1))));
+        // With one worker, these ticks run only if the blocking call left the worker free.
+        let start = Instant::now();
+        let mut ticks = 0;
+        while !sleeper.is_finished() && start.elapsed() < Duration::from_secs(5) {
+            gort::time::sleep(Duration::from_millis(10));
+            ticks += 1;
+        }
+        sleeper.join().unwrap();
+        ticks
+    });
+    assert!(ticks >= 20, "only {ticks} ticks while a blocking call slept 1 s");
+    // A panic inside the blocking call comes back to the caller.
+    let r = rt.block_on(|| gort::go(|| gort::blocking(|| panic!("in the pool"))).join());
+    assert_eq!(r.unwrap_err().panic_message(), Some("in the pool"));
+}
+
+#[test]
+fn handle_go_from_a_plain_thread_runs_promptly() {
+    let rt = rt(2);
+    let h = rt.handle();
+    // Let the workers go to sleep first: the spawn must wake one.
+    thread::sleep(Duration::from_millis(50));
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let sent = Instant::now();
+        let started = h.go(Instant::now).join().unwrap();
+        worst = worst.max(started - sent);
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        worst < Duration::from_millis(10),
+        "a task from a plain thread started after {worst:?}"
+    );
+}
+
+#[test]
+fn join_from_a_plain_thread_blocks_the_thread() {
+    let rt = rt(2);
+    let h = rt.handle().go(|| {
+        gort::time::sleep(Duration::from_millis(30));
+        "done"
+    });
+    assert_eq!(h.join().unwrap(), "done");
+}
+
+struct CountDrop(Arc<AtomicUsize>);
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn shutdown_unwinds_parked_tasks_and_runs_their_destructors() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    let t = Instant::now();
+    let rt = rt(2);
+    rt.block_on(move || {
+        for i in 0..50 {
+            let guard = CountDrop(d.clone());
+            gort::go(move || {
+                let _g = guard;
+                if i % 2 == 0 {
+                    gort::time::sleep(Duration::from_secs(3600));
+                } else {
+                    loop {
+                        task::park(); // nobody will unpark it
+                    }
+                }
+            });
+        }
+        // Let them all park.
+        gort::time::sleep(Duration::from_millis(50));
+    });
+    drop(rt);
+    assert!(t.elapsed() < Duration::from_secs(1) + Duration::from_millis(50), "{:?}", t.elapsed());
+    assert_eq!(dropped.load(SeqCst), 50, "every parked task's destructors ran");
+}
+
+#[test]
+fn run_returns_the_main_value_and_cancels_the_rest() {
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    let (v, h) = gort::run(move || {
+        let h = gort::go(move || {
+            s.store(true, SeqCst);
+            gort::time::sleep(Duration::from_secs(3600));
+        });
+        gort::time::sleep(Duration::from_millis(20));
+        (5, h)
+    });
+    assert_eq!(v, 5);
+    assert!(started.load(SeqCst));
+    assert!(h.join().unwrap_err().is_cancelled());
+}
+
+#[test]
+#[should_panic(expected = "outside a runtime")]
+fn go_outside_a_runtime_says_what_to_do() {
+    let _ = gort::go(|| ());
+}
+
+#[test]
+fn zero_workers_is_an_error() {
+    let e = Runtime::builder().workers(0).build().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
