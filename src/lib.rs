@@ -19,7 +19,7 @@
 //! | `go f()`                             | [`go`], [`task::Builder`], [`Handle::go`]   | `spawn.rs`        |
 //! | `g`, `_Grunnable`/`_Gwaiting`/...    | `task::Task`                               | `task.rs`         |
 //! | `gogo`, `mcall`, `gostartcall`       | `arch::switch`, `arch::init`               | `arch/`           |
-//! | `stackalloc`, `stackfree`            | `stack::Stack`, `stack::StackPool`         | `stack.rs`        |
+//! | `stackalloc`, `stackfree`            | `stack::Stack`, `stack::StackPool`         | `stack/`          |
 //! | `schedule`, `findRunnable`, `runqput`| `sched::worker`                            | `sched/worker.rs` |
 //! | `gopark(unlockf)`, `goready`         | `sched::park`, `sched::ready`              | `sched/park.rs`   |
 //! | `wakep`, `nmspinning`, `stopm`       | `Shared::wakep`, `Worker::sleep`           | `sched/`          |

@@ -6,20 +6,20 @@
 //!
 //! This is one of the fenced files where `unsafe` may appear: it owns the only code that switches
 //! stacks. Everything above it (`sched/`, `time.rs`, `net/`) is safe Rust and talks to a task
-//! through [`Task::resume`] (scheduler side) and [`suspend`] (task side).
+//! through `Task::resume` (scheduler side) and `suspend` (task side).
 //!
 //! # States
 //!
 //! | state      | Go          | who moves it there                               | next                          |
 //! |------------|-------------|--------------------------------------------------|-------------------------------|
 //! | `RUNNABLE` | `_Grunnable`| spawn; `make_runnable` (a wake); a failed commit | `RUNNING` (its worker runs it) |
-//! | `RUNNING`  | `_Grunning` | [`Task::resume`]                                 | `RUNNABLE` (yield), `WAITING` (park), `DEAD` (exit) |
-//! | `WAITING`  | `_Gwaiting` | [`Task::resume`] before it runs the park's commit | `RUNNABLE` via one successful `make_runnable` |
-//! | `DEAD`     | `_Gdead`    | [`Task::resume`] when the task exits             | —                             |
+//! | `RUNNING`  | `_Grunning` | `Task::resume`                                 | `RUNNABLE` (yield), `WAITING` (park), `DEAD` (exit) |
+//! | `WAITING`  | `_Gwaiting` | `Task::resume` before it runs the park's commit | `RUNNABLE` via one successful `make_runnable` |
+//! | `DEAD`     | `_Gdead`    | `Task::resume` when the task exits             | —                             |
 //!
 //! Invariants:
 //! - A task runs on one OS thread only: the worker that ran it first (its *home*, fixed at the
-//!   first [`resume`](Task::resume)). Its context, stack and entry are touched only by that thread
+//!   first `resume`). Its context, stack and entry are touched only by that thread
 //!   (the task itself while `RUNNING`, its worker's scheduler loop otherwise), which is what makes
 //!   the `UnsafeCell` below sound, and what makes thread-locals safe inside tasks (architecture
 //!   decision 1: LLVM may cache a thread-local's address across a switch).
@@ -120,6 +120,8 @@ struct Cell_ {
     stack: Option<Stack>,
     /// The closure, until the first run takes it.
     entry: Option<Entry>,
+    /// What the overflow handler reports while this task runs (set at the first run).
+    running: Option<RunningTask>,
 }
 
 // SAFETY: the fields in `cell` are touched by one thread at a time: the spawner until the task
@@ -135,7 +137,7 @@ thread_local! {
     /// The task running on this thread, if any (Go's `getg()` when `g != g0`).
     static CURRENT: Cell<*const Task> = const { Cell::new(std::ptr::null()) };
     /// This thread's scheduler context: where a task switches back to (Go's `g0`).
-    static SCHED: UnsafeCell<Context> = UnsafeCell::new(Context::default());
+    static SCHED: UnsafeCell<Context> = const { UnsafeCell::new(Context::empty()) };
 }
 
 impl Task {
@@ -155,6 +157,7 @@ impl Task {
                 sched: std::ptr::null_mut(),
                 stack: None,
                 entry: Some(entry),
+                running: None,
             }),
         })
     }
@@ -249,8 +252,10 @@ impl Task {
         worker: usize,
         stacks: &mut StackPool,
     ) -> io::Result<Outcome> {
-        let prev = self.state.swap(RUNNING, AcqRel);
+        let prev = self.state.load(Acquire);
         assert_eq!(prev, RUNNABLE, "gort: resumed task {} in state {prev}", self.id);
+        // A plain store: a RUNNABLE task is owned by whoever took it from a queue (us).
+        self.state.store(RUNNING, Release);
         let ptr = self.cell.get();
         let sched = SCHED.with(|s| s.get());
         // SAFETY: this thread is the only one touching `cell` (invariants): either the task
@@ -271,12 +276,12 @@ impl Task {
             // SAFETY: `top()` is the 16-byte aligned top of a writable stack that stays
             // mapped while `cell.stack` holds it, i.e. until the task exits.
             cell.ctx = unsafe { arch::init(stack.top(), task_entry) };
+            cell.running = Some(RunningTask::new(&stack, self.id, self.name()));
             cell.stack = Some(stack);
         } else {
             debug_assert_eq!(self.home(), Some(worker), "gort: a task migrated");
         }
-        let stack = cell.stack.as_ref().expect("stack set above");
-        crate::stack::set_running(Some(RunningTask::new(stack, self.id, self.name())));
+        crate::stack::set_running(cell.running);
         CURRENT.with(|c| c.set(Arc::as_ptr(self)));
         // SAFETY: `sched` is this thread's scheduler context (saved by this switch) and
         // `cell.ctx` is fresh (from `init`) or suspended (by `suspend`); it is resumed once.

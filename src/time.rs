@@ -135,7 +135,15 @@ impl Timers {
 
     /// Go's `checkTimers`: fires every entry due now, with the lock released. With no timer
     /// it costs one atomic load (not even a clock read).
+    #[inline]
     pub(crate) fn run_expired(&self, shared: &Shared) {
+        if self.next.load(SeqCst) != u64::MAX {
+            self.run_expired_slow(shared);
+        }
+    }
+
+    #[inline(never)]
+    fn run_expired_slow(&self, shared: &Shared) {
         let Some(next) = self.next_deadline() else { return };
         let now = Instant::now();
         if next > now {

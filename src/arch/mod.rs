@@ -70,6 +70,13 @@ pub(crate) struct Context {
     sp: usize,
 }
 
+impl Context {
+    /// An empty context (`sp == 0`), usable in `const` items such as a thread-local.
+    pub(crate) const fn empty() -> Context {
+        Context { sp: 0 }
+    }
+}
+
 /// Prepares a fresh context at the top of a stack: the first [`switch`] into it calls
 /// `entry(arg)`, with `arg` the value passed by that first switch, on a correctly aligned stack
 /// whose backtrace ends at the backend's trampoline.

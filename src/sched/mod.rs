@@ -242,10 +242,15 @@ impl Shared {
 }
 
 impl Remote {
+    #[inline]
     fn take_inbox(&self, out: &mut VecDeque<TaskRef>) {
-        if self.inbox_len.load(SeqCst) == 0 {
-            return;
+        if self.inbox_len.load(SeqCst) != 0 {
+            self.take_inbox_slow(out);
         }
+    }
+
+    #[inline(never)]
+    fn take_inbox_slow(&self, out: &mut VecDeque<TaskRef>) {
         let mut inbox = lock(&self.inbox);
         out.extend(inbox.drain(..));
         self.inbox_len.store(0, SeqCst);
@@ -262,10 +267,16 @@ impl Remote {
         spill
     }
 
+    #[inline]
     fn pop_runq(&self) -> Option<TaskRef> {
         if self.runq_len.load(SeqCst) == 0 {
             return None;
         }
+        self.pop_runq_slow()
+    }
+
+    #[inline(never)]
+    fn pop_runq_slow(&self) -> Option<TaskRef> {
         let mut q = lock(&self.runq);
         let t = q.pop_front();
         self.runq_len.store(q.len(), SeqCst);

@@ -52,7 +52,7 @@ pub(crate) fn park(commit: impl FnOnce(&TaskRef) -> bool) {
 /// Outside a task it yields the OS thread.
 pub fn yield_now() {
     if task::in_task() {
-        check_cancel();
+        // No check before: a cancelled task that yields is resumed, and unwinds here.
         task::suspend(Request::Yield);
         check_cancel();
     } else {

@@ -1,0 +1,286 @@
+//! The stack pools: each worker's cache of stacks, and the shared overflow pool behind them.
+//!
+//! Mirrors: `runtime/stack.go` (Go 1.19) — `stackpool`, `stackcache`, `stackcacherefill`,
+//! `stackcacherelease`, `stackcache_clear`; `stackalloc`/`stackfree` are [`StackPool::get`] and
+//! [`StackPool::put`].
+//!
+//! ## Pool policy
+//!
+//! Two levels, as in Go: each worker's [`StackPool`] (Go's per-P `stackcache`) and one shared,
+//! bounded overflow pool (Go's global `stackpool`), with one list per stack size in use.
+//!
+//! | event                                   | what happens                                                                 | cost          |
+//! |-----------------------------------------|------------------------------------------------------------------------------|---------------|
+//! | `get`, worker pool not empty            | pop the most recently returned stack: its top pages are resident and warm    | a `Vec::pop`  |
+//! | `get`, worker pool empty                | `refill`: take up to 32 stacks from the shared pool, one lock                | one lock      |
+//! | `get`, shared pool empty too            | [`Stack::new`]: mmap + guard; pages fault in on first touch                  | µs            |
+//! | `put`, worker pool holds fewer than 64  | push it; **nothing is released**, so reuse costs a push and a pop            | a `Vec::push` |
+//! | `put`, worker pool full                 | `release`: the 32 *oldest* stacks are trimmed and moved to the shared pool   | 32 `madvise`, rare |
+//! | trim                                    | `madvise(MADV_DONTNEED)` of everything below the top 16 KiB; skipped when the stack is known clean (fresh, or trimmed and unused since) | µs |
+//! | shared pool already holds 1024 (per size) | the excess is unmapped, outside the lock                                   | `munmap`      |
+//! | [`StackPool::scavenge`] (idle worker)   | trim every stack the worker holds                                            |               |
+//! | worker pool dropped (worker exits)      | its stacks are trimmed and given to the shared pool (Go's `stackcache_clear`) |              |
+//! | size other than the worker pool's       | no caching: [`Stack::new`] on `get`, unmapped on `put`                       | as fresh      |
+//!
+//! So the resident memory of idle stacks is bounded: at most 64 per worker keep whatever depth
+//! their last task touched, and at most 1024 shared ones (per size) keep 16 KiB each.
+//!
+//! ## Invariants
+//!
+//! - A pooled stack runs nothing: its contents are garbage and may be discarded at any time.
+
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::sync::{Mutex, PoisonError};
+
+use super::{STACK_CACHE_CAPACITY, STACK_POOL_CAPACITY, Stack, usable_size};
+
+/// One size class of the shared overflow pool.
+#[derive(Debug)]
+struct SizeClass {
+    /// The usable size of every stack in `stacks`.
+    size: usize,
+    /// Clean (trimmed) stacks that run nothing, at most [`STACK_POOL_CAPACITY`].
+    stacks: Vec<Stack>,
+}
+
+/// The shared overflow pool that every worker's [`StackPool`] spills to and refills from: one
+/// bounded list per stack size in use (in practice one or two: the runtime's configured size).
+/// The lock is held only to move stacks in or out, never across a syscall.
+///
+/// Go: the global `stackpool` (one list per size order).
+#[doc(alias = "stackpool")]
+static SHARED_POOL: Mutex<Vec<SizeClass>> = Mutex::new(Vec::new());
+
+/// Runs `f` on the shared pool's list for `size`, creating it if needed.
+fn with_size_class<R>(size: usize, f: impl FnOnce(&mut Vec<Stack>) -> R) -> R {
+    // Nothing panics while the lock is held; were it poisoned, the lists would still be valid.
+    let mut classes = SHARED_POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    let index = match classes.iter().position(|class| class.size == size) {
+        Some(index) => index,
+        None => {
+            classes.push(SizeClass { size, stacks: Vec::new() });
+            classes.len() - 1
+        }
+    };
+    f(&mut classes[index].stacks)
+}
+
+/// Moves up to `n` shared stacks of `size` into `into`.
+fn shared_take(size: usize, n: usize, into: &mut Vec<Stack>) {
+    with_size_class(size, |stacks| {
+        let from = stacks.len().saturating_sub(n);
+        into.extend(stacks.drain(from..));
+    });
+}
+
+/// Gives clean stacks of `size` to the shared pool; what does not fit is unmapped after the
+/// lock is released.
+fn shared_put(size: usize, mut spill: Vec<Stack>) {
+    with_size_class(size, |stacks| {
+        let room = STACK_POOL_CAPACITY.saturating_sub(stacks.len()).min(spill.len());
+        let keep_from = spill.len() - room;
+        stacks.extend(spill.drain(keep_from..));
+    });
+    drop(spill);
+}
+
+/// How many stacks of `size` the shared pool holds.
+#[cfg(test)]
+fn shared_len(size: usize) -> usize {
+    with_size_class(size, |stacks| stacks.len())
+}
+
+/// A worker's stacks of the runtime's stack size: `get` and `put` without a lock in the common
+/// case, spilling to and refilling from the shared pool (see the policy table above).
+///
+/// Go: `mcache.stackcache` (per P), with `stackcacherefill`, `stackcacherelease` and
+/// `stackcache_clear`; `stackalloc`/`stackfree` are [`StackPool::get`]/[`StackPool::put`].
+///
+/// Invariants: every stack held has `size() == self.size` and runs nothing; there are never
+/// more than [`STACK_CACHE_CAPACITY`].
+#[doc(alias = "stackcache")]
+#[derive(Debug)]
+pub(crate) struct StackPool {
+    /// The usable size this pool serves (rounded like [`Stack::new`]); other sizes bypass it.
+    size: usize,
+    /// The cached stacks, oldest first: `get` takes from the end (the warmest).
+    stacks: Vec<Stack>,
+}
+
+impl StackPool {
+    /// An empty pool for stacks of `size` usable bytes.
+    pub(crate) fn new(size: usize) -> StackPool {
+        StackPool {
+            size: usable_size(size).unwrap_or(usize::MAX),
+            stacks: Vec::with_capacity(STACK_CACHE_CAPACITY),
+        }
+    }
+
+    /// The usable size of the stacks this pool serves.
+    #[cfg(test)]
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    /// How many stacks this worker holds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// A stack with at least `size` usable bytes: a pooled one when `size` is the pool's size,
+    /// otherwise a fresh mapping. Errors are [`Stack::new`]'s.
+    #[doc(alias = "stackalloc")]
+    pub(crate) fn get(&mut self, size: usize) -> io::Result<Stack> {
+        if usable_size(size) != Some(self.size) {
+            return Stack::new(size);
+        }
+        if self.stacks.is_empty() {
+            self.refill();
+        }
+        match self.stacks.pop() {
+            Some(stack) => Ok(stack),
+            None => Stack::new(self.size),
+        }
+    }
+
+    /// Takes back a stack whose task is finished: nothing may run on it any more.
+    #[doc(alias = "stackfree")]
+    pub(crate) fn put(&mut self, mut stack: Stack) {
+        if stack.size() != self.size {
+            return; // Not our size: dropped, so unmapped.
+        }
+        stack.clean = false;
+        if self.stacks.len() >= STACK_CACHE_CAPACITY {
+            self.release();
+        }
+        self.stacks.push(stack);
+    }
+
+    /// Trims every held stack to its top [`STACK_KEEP_RESIDENT`](super::STACK_KEEP_RESIDENT)
+    /// bytes: for an idle worker.
+    #[allow(dead_code, reason = "for the scheduler's idle path, which does not call it yet")]
+    pub(crate) fn scavenge(&mut self) {
+        self.stacks.iter_mut().for_each(Stack::trim);
+    }
+
+    /// Fills an empty pool halfway from the shared pool.
+    #[doc(alias = "stackcacherefill")]
+    fn refill(&mut self) {
+        shared_take(self.size, STACK_CACHE_CAPACITY / 2, &mut self.stacks);
+    }
+
+    /// Moves the oldest half of a full pool, trimmed, to the shared pool.
+    #[doc(alias = "stackcacherelease")]
+    fn release(&mut self) {
+        let mut spill: Vec<Stack> = self.stacks.drain(..STACK_CACHE_CAPACITY / 2).collect();
+        spill.iter_mut().for_each(Stack::trim);
+        shared_put(self.size, spill);
+    }
+}
+
+impl Drop for StackPool {
+    /// A worker that exits gives its stacks, trimmed, to the shared pool.
+    #[doc(alias = "stackcache_clear")]
+    fn drop(&mut self) {
+        let mut all = std::mem::take(&mut self.stacks);
+        all.iter_mut().for_each(Stack::trim);
+        shared_put(self.size, all);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::tests::{peek, poke, resident};
+    use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+
+    // The shared pool is process-wide and tests run in parallel: each pool test uses a stack
+    // size of its own, hence a size class of its own.
+
+    #[test]
+    fn the_pool_hands_back_the_stack_it_got() {
+        let mut pool = StackPool::new(DEFAULT_STACK_SIZE);
+        let stack = pool.get(DEFAULT_STACK_SIZE).unwrap();
+        let top = stack.top();
+        pool.put(stack);
+        assert_eq!(pool.len(), 1);
+        let again = pool.get(DEFAULT_STACK_SIZE).unwrap();
+        assert_eq!(again.top(), top);
+        assert_eq!(pool.len(), 0);
+    }
+
+    #[test]
+    fn other_sizes_bypass_the_pool() {
+        let mut pool = StackPool::new(DEFAULT_STACK_SIZE);
+        let big = pool.get(1 << 20).unwrap();
+        assert_eq!(big.size(), 1 << 20);
+        pool.put(big);
+        assert_eq!(pool.len(), 0);
+    }
+
+    #[test]
+    fn a_full_pool_spills_its_oldest_half_trimmed_and_another_refills_from_it() {
+        const SIZE: usize = 200 * 1024;
+        let mut pool = StackPool::new(SIZE);
+        let stacks: Vec<Stack> =
+            (0..=STACK_CACHE_CAPACITY).map(|_| pool.get(SIZE).unwrap()).collect();
+        // Touch every stack deep down, as a task with a deep call chain would.
+        let deep: Vec<usize> = stacks.iter().map(|s| s.guard().end).collect();
+        deep.iter().for_each(|&addr| poke(addr, 1));
+        let oldest: Vec<*mut u8> =
+            stacks.iter().take(STACK_CACHE_CAPACITY / 2).map(Stack::top).collect();
+        for stack in stacks {
+            pool.put(stack);
+        }
+        // The 65th put found the pool full: the 32 oldest went to the shared pool.
+        assert_eq!(shared_len(SIZE), STACK_CACHE_CAPACITY / 2);
+        assert_eq!(pool.len(), STACK_CACHE_CAPACITY / 2 + 1);
+        // Spilled stacks were trimmed below the kept top; the worker's own were not touched.
+        assert!(!resident(deep[0]), "a spilled stack kept its deep pages");
+        assert!(resident(deep[STACK_CACHE_CAPACITY]), "a kept stack lost its pages");
+        // Another worker refills from the shared pool and gets exactly those.
+        let mut other = StackPool::new(SIZE);
+        let got = other.get(SIZE).unwrap();
+        assert!(oldest.contains(&got.top()));
+        assert_eq!(other.len(), STACK_CACHE_CAPACITY / 2 - 1);
+        assert_eq!(shared_len(SIZE), 0);
+        drop(got);
+        // A pool that is dropped gives its stacks to the shared pool.
+        drop(other);
+        assert_eq!(shared_len(SIZE), STACK_CACHE_CAPACITY / 2 - 1);
+    }
+
+    #[test]
+    fn the_shared_pool_is_bounded() {
+        const SIZE: usize = MIN_STACK_SIZE + 12 * 1024;
+        let mut pool = StackPool::new(SIZE);
+        // Each spill moves 32 stacks; 33 spills overfill the shared pool.
+        let n = STACK_POOL_CAPACITY + 2 * STACK_CACHE_CAPACITY;
+        let stacks: Vec<Stack> = (0..n).map(|_| pool.get(SIZE).unwrap()).collect();
+        stacks.into_iter().for_each(|s| pool.put(s));
+        assert_eq!(shared_len(SIZE), STACK_POOL_CAPACITY);
+        assert!(pool.len() <= STACK_CACHE_CAPACITY);
+        assert_eq!(pool.size(), SIZE);
+    }
+
+    #[test]
+    fn scavenge_trims_held_stacks() {
+        const SIZE: usize = 128 * 1024;
+        let mut pool = StackPool::new(SIZE);
+        let stack = pool.get(SIZE).unwrap();
+        let (deep, near_top) = (stack.guard().end, stack.top() as usize - 1);
+        poke(deep, 1);
+        poke(near_top, 1);
+        pool.put(stack);
+        assert!(resident(deep));
+        pool.scavenge();
+        assert!(!resident(deep), "scavenge left the deep page resident");
+        assert!(resident(near_top), "scavenge dropped the kept top");
+        let again = pool.get(SIZE).unwrap();
+        assert_eq!(peek(deep), 0, "a trimmed page comes back zeroed");
+        drop(again);
+    }
+}
