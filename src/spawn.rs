@@ -12,9 +12,9 @@
 //! | empty, waiter    | a `join` that parked                        | (it is parked)                    |
 //! | done             | the task returned, panicked, or was dropped unrun or cancelled at shutdown | returns the result at once |
 //!
-//! Invariant: the slot becomes done exactly once (a [`Completer`] completes it on return, or on
-//! drop if the task never ran or unwound), and the waiter, if any, is woken after the lock is
-//! released.
+//! Invariant: the slot becomes done exactly once (the entry completes it when the task returns,
+//! panics or unwinds; `Task::discard` when it never runs), and the waiter, if any, is woken
+//! after the lock is released.
 
 #![forbid(unsafe_code)]
 
@@ -22,7 +22,7 @@ use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::sched::{self, Waker};
 use crate::task::{Task, TaskRef};
@@ -92,40 +92,50 @@ impl std::error::Error for JoinError {}
 /// The private payload a cancelled task unwinds with (caught at its entry).
 pub(crate) struct Cancelled;
 
-struct Slot<T> {
-    result: Option<Result<T, JoinError>>,
+/// Where a task's result waits for its [`JoinHandle`]; part of the task record, so a spawn
+/// allocates no separate slot. The value is boxed as `dyn Any` (no allocation for `()` and other
+/// zero-sized results) and unboxed by the typed handle.
+#[derive(Default)]
+pub(crate) struct JoinSlot {
+    state: Mutex<SlotState>,
+}
+
+type Outcome = Result<Box<dyn Any + Send>, JoinError>;
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<Outcome>,
+    /// Set once the result was given (and maybe already taken).
+    done: bool,
     waiter: Option<Waker>,
 }
 
-type Shared<T> = Arc<Mutex<Slot<T>>>;
-
-fn lock<T>(s: &Shared<T>) -> std::sync::MutexGuard<'_, Slot<T>> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Completes the slot exactly once: with the value, or with `Cancelled` if dropped first.
-struct Completer<T> {
-    slot: Option<Shared<T>>,
-}
-
-impl<T> Completer<T> {
-    fn complete(&mut self, r: Result<T, JoinError>) {
-        if let Some(slot) = self.slot.take() {
-            let waiter = {
-                let mut s = lock(&slot);
-                s.result = Some(r);
-                s.waiter.take()
-            };
-            if let Some(w) = waiter {
-                w.wake();
-            }
-        }
+impl fmt::Debug for JoinSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinSlot").field("done", &self.lock().done).finish()
     }
 }
 
-impl<T> Drop for Completer<T> {
-    fn drop(&mut self) {
-        self.complete(Err(JoinError::Cancelled));
+impl JoinSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores the task's outcome, once; later calls do nothing. Wakes the joiner, if any,
+    /// after the lock is released.
+    pub(crate) fn complete(&self, r: Outcome) {
+        let waiter = {
+            let mut s = self.lock();
+            if s.done {
+                return;
+            }
+            s.done = true;
+            s.result = Some(r);
+            s.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.wake();
+        }
     }
 }
 
@@ -133,49 +143,51 @@ impl<T> Drop for Completer<T> {
 ///
 /// Dropping it detaches the task, which runs on.
 pub struct JoinHandle<T> {
-    slot: Shared<T>,
-    id: u64,
-    _not_sync: PhantomData<std::cell::Cell<()>>,
+    task: TaskRef,
+    _result: PhantomData<fn() -> T>,
 }
 
-impl<T> JoinHandle<T> {
+impl<T: 'static> JoinHandle<T> {
     /// Waits for the task to finish and returns its value, or why there is none.
     ///
     /// Inside a task this parks the task; on any other thread it blocks the thread.
     pub fn join(self) -> Result<T, JoinError> {
+        let slot = self.task.join_slot();
         loop {
             sched::wait(|waker| {
-                let mut s = lock(&self.slot);
-                if s.result.is_some() {
+                let mut s = slot.lock();
+                if s.done {
                     return false;
                 }
                 s.waiter = Some(waker);
                 true
             });
-            if let Some(r) = lock(&self.slot).result.take() {
-                return r;
+            if let Some(r) = slot.lock().result.take() {
+                return r.map(|v| *v.downcast::<T>().expect("gort: a task's result has its type"));
             }
         }
     }
+}
 
+impl<T> JoinHandle<T> {
     /// Whether the task has finished (its result is waiting).
     pub fn is_finished(&self) -> bool {
-        lock(&self.slot).result.is_some()
+        self.task.join_slot().lock().done
     }
 
     /// The task's id.
     pub fn id(&self) -> u64 {
-        self.id
+        self.task.id()
     }
 }
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("id", &self.id).finish()
+        f.debug_struct("JoinHandle").field("id", &self.task.id()).finish()
     }
 }
 
-/// Wraps `f` into a task whose result lands in a fresh join slot.
+/// Wraps `f` into a task whose result lands in the task's join slot.
 pub(crate) fn new_task<F, T>(
     f: F,
     name: Option<Box<str>>,
@@ -185,16 +197,16 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let slot: Shared<T> = Arc::new(Mutex::new(Slot { result: None, waiter: None }));
-    let mut done = Completer { slot: Some(slot.clone()) };
-    let entry = Box::new(move || {
-        let r = panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-            if p.is::<Cancelled>() { JoinError::Cancelled } else { JoinError::Panic(p) }
-        });
-        done.complete(r);
+    let entry = Box::new(move |task: &Task| {
+        let r = panic::catch_unwind(AssertUnwindSafe(f))
+            .map(|v| Box::new(v) as Box<dyn Any + Send>)
+            .map_err(
+                |p| if p.is::<Cancelled>() { JoinError::Cancelled } else { JoinError::Panic(p) },
+            );
+        task.join_slot().complete(r);
     });
     let task = Task::new(entry, name, stack_size);
-    let handle = JoinHandle { slot, id: task.id(), _not_sync: PhantomData };
+    let handle = JoinHandle { task: task.clone(), _result: PhantomData };
     (task, handle)
 }
 

@@ -44,6 +44,7 @@ use crate::arch::{self, Context};
 use crate::stack::{RunningTask, Stack, StackPool};
 
 pub use crate::sched::{Unparker, park_current as park, unparker};
+use crate::spawn::JoinSlot;
 pub use crate::spawn::{Builder, JoinError, JoinHandle};
 
 const RUNNABLE: u8 = 0;
@@ -58,8 +59,9 @@ const TOKEN_PARKED: u8 = 2;
 /// A shared reference to a task: what run queues, wait queues and poll descriptors hold.
 pub(crate) type TaskRef = Arc<Task>;
 
-/// The closure a task runs: the user's function wrapped so it stores its own result.
-pub(crate) type Entry = Box<dyn FnOnce() + Send>;
+/// The closure a task runs: the user's function, wrapped so it stores its result in the
+/// task's join slot. A closure that captures nothing sized costs no allocation.
+pub(crate) type Entry = Box<dyn FnOnce(&Task) + Send>;
 
 /// What a task asked of its scheduler when it switched away (Go: the function given to `mcall`).
 pub(crate) enum Request<'a> {
@@ -106,6 +108,8 @@ pub(crate) struct Task {
     /// unpark is waiting to be consumed) or `TOKEN_PARKED` (parked in `task::park`: only then
     /// does an unpark wake the task, so it never disturbs a task parked for something else).
     token: AtomicU8,
+    /// The result, for `JoinHandle::join` (no separate allocation per spawn).
+    join: JoinSlot,
     /// Touched only by the home thread (see the invariants).
     cell: UnsafeCell<Cell_>,
 }
@@ -152,6 +156,7 @@ impl Task {
             cancel: AtomicBool::new(false),
             slot: AtomicUsize::new(usize::MAX),
             token: AtomicU8::new(TOKEN_EMPTY),
+            join: JoinSlot::default(),
             cell: UnsafeCell::new(Cell_ {
                 ctx: Context::default(),
                 sched: std::ptr::null_mut(),
@@ -160,6 +165,11 @@ impl Task {
                 running: None,
             }),
         })
+    }
+
+    /// The task's join slot.
+    pub(crate) fn join_slot(&self) -> &JoinSlot {
+        &self.join
     }
 
     /// The task's id (Go's `goid`).
@@ -217,6 +227,7 @@ impl Task {
         let entry = unsafe { (*self.cell.get()).entry.take() };
         self.state.store(DEAD, Release);
         drop(entry);
+        self.join.complete(Err(JoinError::Cancelled));
     }
 
     /// `task::park`, before parking: consumes a pending unpark. `true` if there was one.
@@ -381,7 +392,7 @@ unsafe extern "C" fn task_entry(arg: usize) -> ! {
     if let Some(entry) = entry {
         // The entry stores its own result and catches the user's panic; this outer catch is
         // the last line that keeps an unwind from reaching the switch frame.
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(entry)) {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| entry(task))) {
             abort_with(&payload);
         }
     }

@@ -263,3 +263,13 @@ fn zero_workers_is_an_error() {
     let e = Runtime::builder().workers(0).build().unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+#[test]
+fn a_spawn_after_shutdown_is_cancelled_not_stranded() {
+    let rt = rt(2);
+    let handle = rt.handle();
+    drop(rt);
+    let h = handle.go(|| 1);
+    let r = within(Duration::from_secs(10), "join after shutdown", move || h.join());
+    assert!(r.unwrap_err().is_cancelled());
+}

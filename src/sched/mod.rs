@@ -169,6 +169,13 @@ impl Shared {
         Some(first)
     }
 
+    /// Moves everything in the global queue to `out` (shutdown).
+    pub(crate) fn drain_global(&self, out: &mut Vec<TaskRef>) {
+        let mut g = lock(&self.global);
+        out.extend(g.drain(..));
+        self.global_len.store(0, SeqCst);
+    }
+
     /// Whether any queue a sleeping worker could serve holds work.
     pub(crate) fn has_shared_work(&self) -> bool {
         self.global_len.load(SeqCst) > 0 || self.workers.iter().any(|w| w.runq_len.load(SeqCst) > 0)
@@ -324,6 +331,13 @@ where
         None => {
             shared.push_global([task]);
             shared.wakep();
+            if shared.shutdown.load(SeqCst) {
+                // No worker may be left to run it: drop what the global queue holds, so every
+                // join sees `Cancelled` instead of waiting forever.
+                let mut stranded = Vec::new();
+                shared.drain_global(&mut stranded);
+                stranded.into_iter().for_each(|t| t.discard());
+            }
         }
     }
     handle

@@ -369,34 +369,11 @@ impl Worker {
     /// marked cancelled and resumed until they have all unwound out of their parks.
     fn shutdown(&self) {
         let shared = &self.shared;
-        // Unstarted work on this worker, and (by whoever gets there first) the global queue.
-        {
-            let remote = &shared.workers[self.index];
-            let mut dropped: Vec<TaskRef> = Vec::new();
-            {
-                let mut rq = remote.runq.lock().unwrap_or_else(|p| p.into_inner());
-                dropped.extend(rq.drain(..));
-                remote.runq_len.store(0, SeqCst);
-            }
-            let mut rest = VecDeque::new();
-            while let Some(t) = shared.pop_global(usize::MAX, &mut rest) {
-                dropped.push(t);
-                dropped.extend(rest.drain(..));
-            }
-            let mut q = self.q.borrow_mut();
-            let mut keep = VecDeque::new();
-            for t in q.runnext.take().into_iter().chain(q.local.drain(..)) {
-                if t.started() { keep.push_back(t) } else { dropped.push(t) }
-            }
-            q.local = keep;
-            drop(q);
-            for t in dropped {
-                t.discard();
-            }
-        }
         let started = Instant::now();
         let mut warned = false;
         loop {
+            // Unstarted work is dropped, each round: unwinding tasks may still spawn.
+            self.discard_unstarted();
             let live: Vec<TaskRef> = self.q.borrow().live.iter().map(|(_, t)| t.clone()).collect();
             if live.is_empty() {
                 break;
@@ -410,10 +387,16 @@ impl Worker {
             drop(live);
             let remote = &shared.workers[self.index];
             remote.take_inbox(&mut self.q.borrow_mut().local);
-            let next = self.q.borrow_mut().local.pop_front();
-            match next {
-                Some(t) => self.execute(t),
-                None => {
+            // Run everything runnable now, then look again (one pass per round, not one task:
+            // a million parked tasks must unwind in linear time).
+            let batch = std::mem::take(&mut self.q.borrow_mut().local);
+            let progressed = !batch.is_empty();
+            for t in batch {
+                self.execute(t);
+            }
+            match progressed {
+                true => {}
+                false => {
                     if !warned && started.elapsed() > Duration::from_secs(5) {
                         warned = true;
                         let ids: Vec<u64> =
@@ -430,5 +413,30 @@ impl Worker {
             }
         }
         self.shared.workers[self.index].timers.clear();
+    }
+
+    /// Drops the tasks that have not started, here and in the global queue: their joins see
+    /// `Cancelled`.
+    fn discard_unstarted(&self) {
+        let shared = &self.shared;
+        let remote = &shared.workers[self.index];
+        let mut dropped: Vec<TaskRef> = Vec::new();
+        {
+            let mut rq = remote.runq.lock().unwrap_or_else(|p| p.into_inner());
+            dropped.extend(rq.drain(..));
+            remote.runq_len.store(0, SeqCst);
+        }
+        shared.drain_global(&mut dropped);
+        {
+            let mut q = self.q.borrow_mut();
+            let mut keep = VecDeque::new();
+            for t in q.runnext.take().into_iter().chain(q.local.drain(..)) {
+                if t.started() { keep.push_back(t) } else { dropped.push(t) }
+            }
+            q.local = keep;
+        }
+        for t in dropped {
+            t.discard();
+        }
     }
 }
