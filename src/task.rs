@@ -410,7 +410,6 @@ fn abort_with(payload: &(dyn Any + Send)) -> ! {
     std::process::abort()
 }
 
-#[allow(dead_code, reason = "the fd layer (net/fd.rs) parks tasks in the poller with it")]
 /// A task as the reactor stores it: the word is the task's address, carrying one strong
 /// reference (Go stores the `*g` in `rg`/`wg`).
 pub(crate) fn into_waiter(task: TaskRef) -> Waiter {

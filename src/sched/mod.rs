@@ -30,6 +30,8 @@
 
 mod blocking;
 mod idle;
+#[allow(dead_code, reason = "called by the fd layer (net/fd.rs, next issue) and by its tests")]
+mod io_wait;
 mod park;
 pub(crate) mod worker;
 
