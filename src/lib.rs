@@ -27,6 +27,7 @@
 //! | `entersyscall` (giving the P away)   | [`blocking`]                               | `sched/blocking.rs` |
 //! | `time.Sleep`, `time.AfterFunc`       | [`time::sleep`], [`time::after_func`]      | `time.rs`         |
 //! | `GOMAXPROCS`, `main`                 | [`Runtime::builder`], [`run`]              | `runtime.rs`      |
+//! | `GODEBUG=schedtrace=1000`            | `GORT_SCHEDTRACE=1000`                     | `trace.rs`        |
 //!
 //! ## Where gort differs from Go
 //!
@@ -50,6 +51,7 @@ mod spawn;
 mod stack;
 pub mod task;
 pub mod time;
+mod trace;
 
 pub use runtime::{Builder, Handle, Runtime, run};
 pub use sched::{blocking, try_blocking, yield_now};

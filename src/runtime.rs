@@ -116,6 +116,7 @@ impl Builder {
                 }
             }
         }
+        crate::trace::start(Arc::downgrade(&shared));
         Ok(Runtime { shared, threads })
     }
 }

@@ -68,6 +68,25 @@ pub(crate) const GLOBAL_FAIRNESS: u64 = 61;
 /// How many unstarted tasks a worker keeps before spilling half to the global queue (Go: 256).
 pub(crate) const RUNQ_CAP: usize = 256;
 
+/// A snapshot of the scheduler's counters (for the trace and tests).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stats {
+    pub(crate) workers: Vec<WorkerStats>,
+    pub(crate) idle: usize,
+    pub(crate) spinning: usize,
+    pub(crate) polling: bool,
+    pub(crate) global: usize,
+    pub(crate) io_waiters: usize,
+}
+
+/// One worker's part of [`Stats`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkerStats {
+    pub(crate) runq: usize,
+    pub(crate) inbox: usize,
+    pub(crate) sleep: u8,
+}
+
 /// What the runtime was built with.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -169,6 +188,26 @@ impl Shared {
         out.extend(g.drain(..n));
         self.global_len.store(g.len(), SeqCst);
         Some(first)
+    }
+
+    /// The counters, read without locks (each is exact, the set is not a single instant).
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            workers: self
+                .workers
+                .iter()
+                .map(|w| WorkerStats {
+                    runq: w.runq_len.load(SeqCst),
+                    inbox: w.inbox_len.load(SeqCst),
+                    sleep: w.sleep.load(SeqCst),
+                })
+                .collect(),
+            idle: self.idle.load(SeqCst),
+            spinning: self.spinning.load(SeqCst),
+            polling: self.polling.load(SeqCst),
+            global: self.global_len.load(SeqCst),
+            io_waiters: self.io_waiters.load(SeqCst),
+        }
     }
 
     /// Moves everything in the global queue to `out` (shutdown).
