@@ -128,61 +128,74 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 
 const WAKES: usize = 5_000;
 
-fn wake_remote(c: &mut Criterion) {
+/// Where a woken task reports: when it woke (ns since `epoch`) and how many times.
+#[derive(Clone)]
+struct Woke {
+    epoch: Instant,
+    at_ns: Arc<AtomicU64>,
+    count: Arc<AtomicUsize>,
+}
+
+impl Woke {
+    fn new() -> Woke {
+        Woke { epoch: Instant::now(), at_ns: Arc::default(), count: Arc::default() }
+    }
+
+    /// The woken side: note the time.
+    fn note(&self) {
+        self.at_ns.store(self.epoch.elapsed().as_nanos() as u64, SeqCst);
+        self.count.fetch_add(1, SeqCst);
+    }
+
+    /// The waking side: `WAKES` times, let the target's worker fall asleep, `wake`, and measure
+    /// until the woken task notes it.
+    fn sample(&self, wake: impl Fn()) -> Vec<Duration> {
+        (0..WAKES)
+            .map(|i| {
+                thread::sleep(Duration::from_micros(100));
+                let sent = self.epoch.elapsed().as_nanos() as u64;
+                wake();
+                while self.count.load(SeqCst) == i {
+                    std::hint::spin_loop();
+                }
+                Duration::from_nanos(self.at_ns.load(SeqCst).saturating_sub(sent))
+            })
+            .collect()
+    }
+}
+
+fn wake_remote(_: &mut Criterion) {
     // gort: the task parks; a plain thread unparks it after the worker has gone to sleep.
     let rt = gort_rt(2);
-    let woke_ns = Arc::new(AtomicU64::new(0));
-    let rounds = Arc::new(AtomicUsize::new(0));
+    let woke = Woke::new();
     let (tx, rx) = mpsc::channel();
-    let (w, r) = (woke_ns.clone(), rounds.clone());
-    let epoch = Instant::now();
+    let w = woke.clone();
     let task = rt.handle().go(move || {
         tx.send(gort::task::unparker()).unwrap();
         for _ in 0..WAKES {
             gort::task::park();
-            w.store(epoch.elapsed().as_nanos() as u64, SeqCst);
-            r.fetch_add(1, SeqCst);
+            w.note();
         }
     });
     let u = rx.recv().unwrap();
-    let mut samples = Vec::with_capacity(WAKES);
-    for i in 0..WAKES {
-        thread::sleep(Duration::from_micros(100));
-        let sent = epoch.elapsed().as_nanos() as u64;
-        u.unpark();
-        while rounds.load(SeqCst) == i {
-            std::hint::spin_loop();
-        }
-        samples.push(Duration::from_nanos(woke_ns.load(SeqCst).saturating_sub(sent)));
-    }
+    let samples = woke.sample(|| u.unpark());
     task.join().unwrap();
     report("wake_remote/gort (thread unparks a task on a sleeping worker)", samples);
 
     // tokio: the same with a Notify.
     let trt = tokio_mt(2);
     let notify = Arc::new(tokio::sync::Notify::new());
-    let (w, r, n) = (woke_ns.clone(), Arc::new(AtomicUsize::new(0)), notify.clone());
-    let r2 = r.clone();
+    let woke = Woke::new();
+    let (w, n) = (woke.clone(), notify.clone());
     let h = trt.spawn(async move {
         for _ in 0..WAKES {
             n.notified().await;
-            w.store(epoch.elapsed().as_nanos() as u64, SeqCst);
-            r2.fetch_add(1, SeqCst);
+            w.note();
         }
     });
-    let mut samples = Vec::with_capacity(WAKES);
-    for i in 0..WAKES {
-        thread::sleep(Duration::from_micros(100));
-        let sent = epoch.elapsed().as_nanos() as u64;
-        notify.notify_one();
-        while r.load(SeqCst) == i {
-            std::hint::spin_loop();
-        }
-        samples.push(Duration::from_nanos(woke_ns.load(SeqCst).saturating_sub(sent)));
-    }
+    let samples = woke.sample(|| notify.notify_one());
     trt.block_on(h).unwrap();
     report("wake_remote/tokio_mt (thread notifies a task on a sleeping worker)", samples);
-    let _ = c;
 }
 
 fn rss_bytes() -> u64 {

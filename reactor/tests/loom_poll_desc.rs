@@ -65,16 +65,26 @@ impl Parked {
         let expected = usize::from(self.committed.load(SeqCst));
         assert_eq!(self.handed_back.load(SeqCst), expected, "wake-ups per committed wait");
     }
+
+    /// The closer: `evict`, then wake what it hands back (nobody waits to write here).
+    fn close(&self) {
+        let (r, w) = self.pd.evict();
+        assert!(w.is_none());
+        self.wake(r);
+    }
+}
+
+/// Runs `f` on a new loom thread with a handle to `p`.
+fn on_thread(p: &Arc<Parked>, f: impl FnOnce(&Parked) + Send + 'static) -> thread::JoinHandle<()> {
+    let p = p.clone();
+    thread::spawn(move || f(&p))
 }
 
 #[test]
 fn readiness_against_prepare_and_commit() {
     loom::model(|| {
         let p = Parked::new();
-        let poller = {
-            let p = p.clone();
-            thread::spawn(move || p.wake(p.pd.unblock(Mode::Read, true)))
-        };
+        let poller = on_thread(&p, |p| p.wake(p.pd.unblock(Mode::Read, true)));
         // Readiness always arrives, so the wait must end with Ok, whatever the order.
         assert_eq!(p.wait(Mode::Read), Ok(()));
         poller.join().unwrap();
@@ -86,14 +96,7 @@ fn readiness_against_prepare_and_commit() {
 fn close_against_commit() {
     loom::model(|| {
         let p = Parked::new();
-        let closer = {
-            let p = p.clone();
-            thread::spawn(move || {
-                let (r, w) = p.pd.evict();
-                assert!(w.is_none());
-                p.wake(r);
-            })
-        };
+        let closer = on_thread(&p, Parked::close);
         assert_eq!(p.wait(Mode::Read), Err(PollError::Closing));
         closer.join().unwrap();
         p.check_one_wake_per_commit();
@@ -105,14 +108,8 @@ fn close_against_commit() {
 fn two_unblockers_hand_the_waiter_to_exactly_one() {
     loom::model(|| {
         let p = Parked::new();
-        let ready = {
-            let p = p.clone();
-            thread::spawn(move || p.wake(p.pd.unblock(Mode::Read, true)))
-        };
-        let deadline = {
-            let p = p.clone();
-            thread::spawn(move || p.wake(p.pd.expire(Mode::Read)))
-        };
+        let ready = on_thread(&p, |p| p.wake(p.pd.unblock(Mode::Read, true)));
+        let deadline = on_thread(&p, |p| p.wake(p.pd.expire(Mode::Read)));
         // Either the readiness or the deadline ends the wait; never neither, never both wakes.
         let res = p.wait(Mode::Read);
         assert!(matches!(res, Ok(()) | Err(PollError::Timeout)), "{res:?}");
@@ -126,16 +123,11 @@ fn two_unblockers_hand_the_waiter_to_exactly_one() {
 fn write_readiness_never_wakes_a_reader() {
     loom::model(|| {
         let p = Parked::new();
-        let poller = {
-            let p = p.clone();
-            thread::spawn(move || {
-                p.wake(p.pd.unblock(Mode::Write, true));
-                // Then close, so the reader's wait ends and the model terminates.
-                let (r, w) = p.pd.evict();
-                assert!(w.is_none());
-                p.wake(r);
-            })
-        };
+        let poller = on_thread(&p, |p| {
+            p.wake(p.pd.unblock(Mode::Write, true));
+            // Then close, so the reader's wait ends and the model terminates.
+            p.close();
+        });
         assert_eq!(p.wait(Mode::Read), Err(PollError::Closing));
         poller.join().unwrap();
         p.check_one_wake_per_commit();
@@ -146,18 +138,8 @@ fn write_readiness_never_wakes_a_reader() {
 fn close_and_deadline_hand_the_waiter_to_exactly_one() {
     loom::model(|| {
         let p = Parked::new();
-        let closer = {
-            let p = p.clone();
-            thread::spawn(move || {
-                let (r, w) = p.pd.evict();
-                assert!(w.is_none());
-                p.wake(r);
-            })
-        };
-        let deadline = {
-            let p = p.clone();
-            thread::spawn(move || p.wake(p.pd.expire(Mode::Read)))
-        };
+        let closer = on_thread(&p, Parked::close);
+        let deadline = on_thread(&p, |p| p.wake(p.pd.expire(Mode::Read)));
         // No readiness at all: only the re-check after the announce, or an unblocker that
         // finds the announced or parked waiter, can end this wait.
         let res = p.wait(Mode::Read);
