@@ -26,6 +26,7 @@
 //! | `pollCache`, `fdseq`                           | `PollCache` (internal), slot generations         | `poll_cache.rs` |
 //! | `taggedPointer` in `epoll_event.data`          | [`Token`] = (slot index, generation)             | `token.rs`      |
 //! | `*g`                                           | [`Waiter`]: an opaque word of the user's         | `poll_desc.rs`  |
+//! | `sysSocket`, `accept4`, `connect`, `SO_ERROR`, sockopts, `Sockaddr` (`net`, `internal/poll`, `syscall`) | [`socket::Socket`], [`socket::SockAddr`]: the syscalls under gort's `net` | `sys/socket/` |
 //!
 //! ## One wait, start to end
 //!
@@ -44,7 +45,8 @@
 //! ```
 //!
 //! Only `sys/` calls the OS (and holds all of this crate's `unsafe`); every other module is
-//! `#![forbid(unsafe_code)]`.
+//! `#![forbid(unsafe_code)]`. The one part of `sys/` that is public is [`socket`]: the
+//! non-blocking socket system calls that gort's net layer parks around.
 
 #![warn(missing_docs)]
 
@@ -60,5 +62,6 @@ mod wakeup;
 pub use error::PollError;
 pub use poll_desc::{Mode, PollDesc, Prepared, Waiter};
 pub use poller::{Poller, PollerStats};
+pub use sys::socket;
 pub use sys::{EVENTS_CAPACITY, Event, Events, Readiness};
 pub use token::Token;

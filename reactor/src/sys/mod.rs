@@ -13,6 +13,21 @@
 //! | drain in `netpoll`         | [`Pipe::drain`]                       | empty the pipe after a blocking wait              |
 //! | `netpollIsPollDescriptor`  | [`Epoll::fd`], [`Pipe::fds`]          | the poller's own fds, for tests                   |
 //!
+//! What the net layer needs ([`socket`], re-exported as `reactor::socket`; gort's `src/net/`
+//! builds `TcpListener`, `TcpStream`, `UdpSocket` and the Unix types on it):
+//!
+//! | Go                                         | here                                   | what it does                                     |
+//! |--------------------------------------------|----------------------------------------|--------------------------------------------------|
+//! | `sysSocket` (`net/sock_cloexec.go`)        | [`socket::Socket::new`]                | `socket(SOCK_NONBLOCK\|SOCK_CLOEXEC)`            |
+//! | `syscall.Socketpair`                       | [`socket::Socket::pair`]               | `socketpair(AF_UNIX, ...NONBLOCK\|CLOEXEC)`      |
+//! | `newFileFD` (`net/file_unix.go`)           | [`socket::Socket::from_fd`]            | check `SO_TYPE`, set `O_NONBLOCK` + `FD_CLOEXEC`  |
+//! | `accept` (`internal/poll/sock_cloexec.go`) | [`socket::Socket::accept`]             | `accept4(SOCK_NONBLOCK\|SOCK_CLOEXEC)`, EAGAIN → `WouldBlock` |
+//! | `netFD.connect` (`net/fd_unix.go`)         | [`socket::Socket::connect`], [`socket::is_in_progress`], [`socket::Socket::take_error`] | non-blocking `connect`, then `SO_ERROR` |
+//! | one syscall of `poll.FD.Read`/`Write`/...  | `recv`, `peek`, `send`, `*_vectored`, `recv_from`, `peek_from`, `send_to` | EINTR retried; sends use `MSG_NOSIGNAL` |
+//! | `bind`, `listen`, `shutdown`, `getsockname`, `getpeername` | the methods of those names | one syscall each                     |
+//! | `setDefaultSockopts`, `setNoDelay`, `setKeepAlive*`, `setLinger`, `set*Buffer` | [`socket::Socket`]'s `set_*`/getters | `setsockopt`/`getsockopt` |
+//! | `syscall.Sockaddr`, `anyToSockaddr`        | [`socket::SockAddr`], [`socket::UnixAddr`] | ↔ `sockaddr_in`/`_in6`/`_un` in a `sockaddr_storage` |
+//!
 //! Everything above this module is portable Rust without `unsafe`: the portable files speak of
 //! [`Event`]s (a token plus [`Readiness`] flags), never of `epoll_event`.
 //!
@@ -41,6 +56,7 @@ macro_rules! syscall {
 
 mod epoll;
 mod pipe;
+pub mod socket;
 
 pub use epoll::{EVENTS_CAPACITY, Epoll, Event, Events, Readiness};
 pub use pipe::{Pipe, Written};
