@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod net;
 mod runtime;
 mod sched;
 mod spawn;

@@ -43,6 +43,9 @@ enum Action {
     Ready(TaskRef),
     /// Start `AfterFunc`'s function in a new task, if `seq` is still the timer's.
     Func(Arc<TimerShared>, u64),
+    /// A runtime-internal step that only makes tasks runnable, such as a socket deadline
+    /// (Go's `netpollDeadline`); it runs on the worker, with the heap unlocked.
+    Call(Box<dyn FnOnce(&Shared) + Send>),
 }
 
 struct Entry {
@@ -166,6 +169,7 @@ impl Timers {
             match action {
                 Action::Ready(t) => sched::ready_tail(shared, t),
                 Action::Func(t, seq) => t.fire(seq),
+                Action::Call(f) => f(shared),
             }
         }
     }
@@ -188,6 +192,16 @@ impl Timers {
         h.heap.clear();
         h.zombies = 0;
         self.publish(&h);
+    }
+}
+
+/// Arms a runtime-internal timer: at `when`, `f` runs on a worker of `shared` (this thread's,
+/// if it is one of them; else worker 0, woken if the new timer is its earliest). `f` must only
+/// make tasks runnable (Go's timer functions: `goroutineReady`, `netpollDeadline`).
+pub(crate) fn call_at(shared: &Shared, when: Instant, f: impl FnOnce(&Shared) + Send + 'static) {
+    let i = worker::current().filter(|w| std::ptr::eq(&*w.shared, shared)).map_or(0, |w| w.index);
+    if shared.workers[i].timers.add(when, Action::Call(Box::new(f))) {
+        shared.wake_worker(i);
     }
 }
 

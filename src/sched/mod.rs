@@ -30,7 +30,6 @@
 
 mod blocking;
 mod idle;
-#[allow(dead_code, reason = "called by the fd layer (net/fd.rs, next issue) and by its tests")]
 mod io_wait;
 mod park;
 pub(crate) mod worker;
@@ -49,9 +48,10 @@ use crate::time::Timers;
 
 pub(crate) use blocking::BlockingPool;
 pub use blocking::{blocking, try_blocking};
+pub(crate) use io_wait::{wait_io, wake_io};
 pub use park::yield_now;
 pub use park::{Unparker, park_current, unparker};
-pub(crate) use park::{Waker, park, wait};
+pub(crate) use park::{Waker, coop_tick, park, reset_budget, wait};
 pub(crate) use worker::run_worker;
 
 use idle::Parker;

@@ -183,3 +183,28 @@ pub fn park_current() {
     park(|t| t.park_token());
     t.take_token();
 }
+
+/// How many I/O operations a task may complete without parking before it must yield (tokio's
+/// coop budget): one flooded connection cannot starve the other tasks of its worker.
+const COOP_BUDGET: u32 = 128;
+
+thread_local! {
+    /// Operations done by the running task since it was last switched in.
+    static BUDGET: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The scheduler switches a task in: its budget starts afresh.
+pub(crate) fn reset_budget() {
+    BUDGET.set(0);
+}
+
+/// One I/O operation completed without parking; yields once the budget is spent.
+pub(crate) fn coop_tick() {
+    let n = BUDGET.get() + 1;
+    if n >= COOP_BUDGET && task::in_task() {
+        BUDGET.set(0);
+        yield_now();
+    } else {
+        BUDGET.set(n);
+    }
+}

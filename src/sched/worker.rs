@@ -159,6 +159,7 @@ impl Worker {
             let key = self.q.borrow_mut().live.insert(task.clone());
             task.set_slot(key);
         }
+        super::reset_budget();
         loop {
             let outcome = {
                 let mut stacks = self.stacks.borrow_mut();

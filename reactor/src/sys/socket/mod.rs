@@ -102,6 +102,35 @@ pub fn is_in_progress(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EINPROGRESS | libc::EALREADY | libc::EINTR))
 }
 
+/// Blocks the calling *thread* until `fd` is readable (or writable), with `poll(2)`: the way a
+/// plain OS thread outside the runtime waits on a runtime socket. Returns `false` when
+/// `timeout` passed first. EINTR restarts the wait with the time that is left.
+pub fn wait_fd(
+    fd: RawFd,
+    readable: bool,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<bool> {
+    let events = if readable { libc::POLLIN | libc::POLLRDHUP } else { libc::POLLOUT };
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let mut pfd = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: `pfd` is one valid pollfd on our stack, and we pass a count of 1.
+        match syscall!(poll(&mut pfd, 1, ms)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A socket file descriptor, non-blocking and close-on-exec; closed on drop.
 #[derive(Debug)]
 pub struct Socket {

@@ -1,0 +1,380 @@
+//! TCP: listeners and connections with blocking-style calls that park the calling task.
+//!
+//! Mirrors: `net/tcpsock.go`, `net/tcpsock_posix.go`, `net/sock_posix.go` (Go 1.19) —
+//! `TCPListener.Accept`, `TCPConn`, `netFD.connect`, `listenStream`; defaults from
+//! `net/tcpsockopt_unix.go` and `net/sockopt_linux.go` (`TCP_NODELAY` on, keep-alive 15 s).
+//!
+//! Invariants:
+//! - Sockets are non-blocking and close-on-exec from birth and registered once (architecture
+//!   decision 7); every wait goes through [`Fd`].
+//! - A `write` puts all its bytes on the wire before the next writer starts (the write lock is
+//!   held for the whole call); a deadline or error part-way returns the bytes written so far,
+//!   and the next call reports the error.
+//! - `connect` trusts readiness only as a hint: after the socket turns writable it asks
+//!   `SO_ERROR`, then `getpeername` (Go #14548: a spurious wake-up is not a connection).
+//!
+//! | connect step | result                                                          |
+//! |--------------|-----------------------------------------------------------------|
+//! | `connect(2)` | 0 → connected; EINPROGRESS/EINTR → wait writable; other → error |
+//! | writable     | `SO_ERROR` ≠ 0 → that error (e.g. refused); else `getpeername` ok → connected, ENOTCONN → wait again |
+//! | deadline     | `TimedOut`, the socket is closed                                 |
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reactor::Mode;
+use reactor::socket::{self, DEFAULT_KEEPALIVE, Domain, SockAddr, Socket, Type};
+
+use super::fd::Fd;
+use super::{each_addr, resolve};
+
+/// The listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 4096;
+
+fn domain(a: &SocketAddr) -> Domain {
+    if a.is_ipv4() { Domain::Ipv4 } else { Domain::Ipv6 }
+}
+
+fn inet(a: SockAddr) -> io::Result<SocketAddr> {
+    a.as_inet().ok_or_else(|| io::Error::other("gort: not an internet address"))
+}
+
+/// Go's `net.TCPListener`.
+pub struct TcpListener {
+    fd: Arc<Fd>,
+}
+
+impl TcpListener {
+    /// Go's `net.Listen("tcp", addr)`: binds (with `SO_REUSEADDR`, as Go) and listens.
+    pub fn bind<A: ToSocketAddrs + Send + 'static>(addr: A) -> io::Result<TcpListener> {
+        each_addr(resolve(addr)?, |a| {
+            let sock = Socket::new(domain(&a), Type::Stream)?;
+            sock.set_reuse_address(true)?;
+            sock.bind(&a.into())?;
+            sock.listen(BACKLOG)?;
+            Ok(TcpListener { fd: Fd::new(sock)? })
+        })
+    }
+
+    /// Go's `Accept`: parks until a connection comes, the listener closes, or its deadline
+    /// passes. ECONNABORTED and EINTR are retried; EMFILE/ENFILE are returned (back off and
+    /// call again: a connection already queued is taken at once).
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let _g = self.fd.lock(Some(Mode::Read))?;
+        let (sock, addr) = self.fd.io(Mode::Read, Socket::accept, |_| false)?;
+        Ok((TcpStream::from_socket(sock)?, inet(addr)?))
+    }
+
+    /// Accepted connections, forever (errors included, as std's `incoming`).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.with(|s| s.local_addr()).and_then(inet)
+    }
+
+    /// Go's `SetDeadline` on a listener: `accept` fails with `TimedOut` after `t`.
+    pub fn set_deadline(&self, t: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(Mode::Read, t)
+    }
+
+    /// Go's `Close`: every task blocked in `accept` wakes with the closed error
+    /// ([`is_closed`](super::is_closed)); the port is free once this returns.
+    pub fn close(&self) -> io::Result<()> {
+        self.fd.close()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.raw()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener").field("fd", &self.fd.raw()).finish()
+    }
+}
+
+/// The connections a listener accepts ([`TcpListener::incoming`]).
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+/// Go's `net.TCPConn`. Clones (`try_clone`) share the connection, as Go's do.
+pub struct TcpStream {
+    fd: Arc<Fd>,
+}
+
+impl TcpStream {
+    fn from_socket(sock: Socket) -> io::Result<TcpStream> {
+        // Go's defaults for every TCP connection.
+        sock.set_nodelay(true)?;
+        sock.set_keepalive(Some(DEFAULT_KEEPALIVE))?;
+        Ok(TcpStream { fd: Fd::new(sock)? })
+    }
+
+    /// Go's `net.Dial("tcp", addr)`: tries each resolved address in turn.
+    pub fn connect<A: ToSocketAddrs + Send + 'static>(addr: A) -> io::Result<TcpStream> {
+        each_addr(resolve(addr)?, |a| connect_one(a, None))
+    }
+
+    /// Go's `net.DialTimeout`: fails with `TimedOut` if the connection is not made in `d`.
+    pub fn connect_timeout(addr: &SocketAddr, d: Duration) -> io::Result<TcpStream> {
+        connect_one(*addr, Some(Instant::now() + d))
+    }
+
+    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let _g = self.fd.lock(Some(Mode::Read))?;
+        let len = buf.len();
+        self.fd.io(Mode::Read, |s| s.recv(buf), |&n| n < len)
+    }
+
+    fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len == 0 {
+            return Ok(0);
+        }
+        let _g = self.fd.lock(Some(Mode::Read))?;
+        self.fd.io(Mode::Read, |s| s.recv_vectored(bufs), |&n| n < len)
+    }
+
+    /// Writes every byte of `buf` (or fails part-way: see the module docs).
+    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let _g = self.fd.lock(Some(Mode::Write))?;
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &buf[done..];
+            match self.fd.io(Mode::Write, |s| s.send(rest), |&n| n < rest.len()) {
+                Ok(n) => done += n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break, // report the bytes that went out; the next call fails
+            }
+        }
+        Ok(done)
+    }
+
+    fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len == 0 {
+            return Ok(0);
+        }
+        let _g = self.fd.lock(Some(Mode::Write))?;
+        self.fd.io(Mode::Write, |s| s.send_vectored(bufs), |&n| n < len)
+    }
+
+    /// Reads without taking the data off the socket; parks like `read`.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let _g = self.fd.lock(Some(Mode::Read))?;
+        self.fd.io(Mode::Read, |s| s.peek(buf), |_| false)
+    }
+
+    /// Parks until a read may make progress (data, EOF, an error), the socket closes, or the
+    /// read deadline passes: for servers that read until EAGAIN themselves.
+    pub fn wait_readable(&self) -> io::Result<()> {
+        self.fd.wait_ready(Mode::Read)
+    }
+
+    /// Parks until a write may make progress, the socket closes, or the write deadline passes.
+    pub fn wait_writable(&self) -> io::Result<()> {
+        self.fd.wait_ready(Mode::Write)
+    }
+
+    /// Shuts down one or both directions (the peer sees EOF after a write shutdown).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let _g = self.fd.lock(None)?;
+        self.fd.with(|s| s.shutdown(how))
+    }
+
+    /// Go's `CloseRead`.
+    pub fn close_read(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Read)
+    }
+
+    /// Go's `CloseWrite`: the peer reads EOF; this side may still read.
+    pub fn close_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    /// Go's `Close`: wakes every task blocked on this connection with the closed error, waits
+    /// for operations in flight, deregisters and closes the fd. A second call returns the
+    /// closed error and does nothing else.
+    pub fn close(&self) -> io::Result<()> {
+        self.fd.close()
+    }
+
+    /// Go's `SetDeadline`: both directions. `None` removes it.
+    pub fn set_deadline(&self, t: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(Mode::Read, t)?;
+        self.fd.set_deadline(Mode::Write, t)
+    }
+
+    /// Go's `SetReadDeadline`: once passed, every read fails with `TimedOut` until it is moved.
+    pub fn set_read_deadline(&self, t: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(Mode::Read, t)
+    }
+
+    /// Go's `SetWriteDeadline`.
+    pub fn set_write_deadline(&self, t: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(Mode::Write, t)
+    }
+
+    /// `TCP_NODELAY` (on by default, as in Go).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.fd.with(|s| s.set_nodelay(on))
+    }
+
+    /// Whether `TCP_NODELAY` is on.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.fd.with(|s| s.nodelay())
+    }
+
+    /// TCP keep-alive with this idle period, or off (default: 15 s, as Go).
+    pub fn set_keepalive(&self, period: Option<Duration>) -> io::Result<()> {
+        self.fd.with(|s| s.set_keepalive(period))
+    }
+
+    /// Go's `SetLinger`: `Some(ZERO)` makes `close` discard unsent data and send a reset.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.fd.with(|s| s.set_linger(linger))
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.with(|s| s.peer_addr()).and_then(inet)
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.with(|s| s.local_addr()).and_then(inet)
+    }
+
+    /// Another handle to the same connection (Go shares one `net.Conn` the same way); closing
+    /// either closes both.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream { fd: self.fd.clone() })
+    }
+
+    /// Adopts a std stream (made non-blocking here) into the runtime.
+    pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        TcpStream::from_socket(Socket::from_fd(OwnedFd::from(s))?)
+    }
+}
+
+fn connect_one(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+    let stream = TcpStream::from_socket(Socket::new(domain(&addr), Type::Stream)?)?;
+    let fd = &stream.fd;
+    if deadline.is_some() {
+        fd.set_deadline(Mode::Write, deadline)?;
+    }
+    match fd.with(|s| s.connect(&addr.into())) {
+        Ok(()) => {}
+        Err(e) if socket::is_in_progress(&e) => loop {
+            fd.wait(Mode::Write)?;
+            if let Some(e) = fd.with(|s| s.take_error())? {
+                return Err(e);
+            }
+            match fd.with(|s| s.peer_addr()) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(ENOTCONN) => continue, // spurious: wait again
+                Err(e) => return Err(e),
+            }
+        },
+        Err(e) => return Err(e),
+    }
+    if deadline.is_some() {
+        fd.set_deadline(Mode::Write, None)?;
+    }
+    Ok(stream)
+}
+
+/// Linux's ENOTCONN (libc is fenced into `sys/`).
+const ENOTCONN: i32 = 107;
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.read_vectored_inner(bufs)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.read_vectored_inner(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored_inner(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored_inner(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.raw()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TcpStream");
+        d.field("fd", &self.fd.raw());
+        if let Ok(a) = self.local_addr() {
+            d.field("local", &a);
+        }
+        if let Ok(a) = self.peer_addr() {
+            d.field("peer", &a);
+        }
+        d.finish()
+    }
+}

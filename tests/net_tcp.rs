@@ -1,0 +1,373 @@
+//! TCP through the public API: echo, half-close, deadlines, close, errors, fd hygiene.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use gort::net::{TcpListener, TcpStream, is_closed};
+use gort::{Runtime, go};
+
+fn rt() -> Runtime {
+    Runtime::builder().workers(2).build().unwrap()
+}
+
+fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// An echo server task: copies each connection back until EOF.
+fn echo_server(l: TcpListener) {
+    go(move || {
+        while let Ok((s, _)) = l.accept() {
+            go(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match (&s).read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if (&s).write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn one_mib_echo_is_byte_exact() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        echo_server(l);
+        let s = Arc::new(TcpStream::connect(a).unwrap());
+        let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 % 251) as u8).collect();
+        let (s2, d2) = (s.clone(), data.clone());
+        let writer = go(move || (&*s2).write_all(&d2).unwrap());
+        let mut got = vec![0u8; data.len()];
+        (&*s).read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        assert!(got == data, "echo differs");
+    });
+}
+
+#[test]
+fn zero_length_io_returns_at_once() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        let _c = TcpStream::connect(a).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let t = Instant::now();
+        assert_eq!((&s).read(&mut []).unwrap(), 0);
+        assert_eq!((&s).write(&[]).unwrap(), 0);
+        assert!(t.elapsed() < Duration::from_secs(1));
+    });
+}
+
+#[test]
+fn data_written_before_accept_is_read_at_once() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        let c = TcpStream::connect(a).unwrap();
+        (&c).write_all(b"early").unwrap();
+        gort::time::sleep(Duration::from_millis(20));
+        let (s, peer) = l.accept().unwrap();
+        assert_eq!(peer, c.local_addr().unwrap());
+        let mut buf = [0u8; 5];
+        (&s).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"early");
+    });
+}
+
+#[test]
+fn ten_acceptors_take_each_dial_once_and_close_ends_them() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        let l = Arc::new(l);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let loops: Vec<_> = (0..10)
+            .map(|_| {
+                let (l, accepted) = (l.clone(), accepted.clone());
+                go(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        match l.accept() {
+                            Ok((s, _)) => {
+                                accepted.fetch_add(1, SeqCst);
+                                let mut b = [0u8; 1];
+                                (&s).read_exact(&mut b).unwrap();
+                                mine.push(b[0]);
+                            }
+                            Err(e) => {
+                                assert!(is_closed(&e), "{e}");
+                                return mine;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let dials: Vec<_> = (0..100u8)
+            .map(|i| {
+                go(move || {
+                    let c = TcpStream::connect(a).unwrap();
+                    (&c).write_all(&[i]).unwrap();
+                    c
+                })
+            })
+            .collect();
+        let conns: Vec<_> = dials.into_iter().map(|h| h.join().unwrap()).collect();
+        while accepted.load(SeqCst) < 100 {
+            gort::time::sleep(Duration::from_millis(5));
+        }
+        gort::time::sleep(Duration::from_millis(20));
+        l.close().unwrap();
+        let mut seen: Vec<u8> = loops.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        seen.sort();
+        assert_eq!(seen, (0..100).collect::<Vec<u8>>(), "each dial accepted exactly once");
+        drop(conns);
+    });
+}
+
+#[test]
+fn connection_refused_is_quick() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        l.close().unwrap();
+        let t = Instant::now();
+        let e = TcpStream::connect(a).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+        assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
+    });
+}
+
+#[test]
+fn nodelay_is_on_by_default() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        let c = TcpStream::connect(a).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert!(c.nodelay().unwrap() && s.nodelay().unwrap());
+    });
+}
+
+#[test]
+fn half_close_both_ways() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        let c = TcpStream::connect(a).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (&c).write_all(b"ping").unwrap();
+        c.close_write().unwrap();
+        let mut got = Vec::new();
+        (&s).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"ping");
+        // The other way still works after the first half closed.
+        (&s).write_all(b"pong").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        (&c).read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"pong");
+    });
+}
+
+fn pair() -> (TcpStream, TcpStream) {
+    let (l, a) = listener();
+    let c = TcpStream::connect(a).unwrap();
+    let (s, _) = l.accept().unwrap();
+    (c, s)
+}
+
+#[test]
+fn a_past_deadline_fails_at_once() {
+    rt().block_on(|| {
+        let (c, _s) = pair();
+        c.set_read_deadline(Some(Instant::now() - Duration::from_secs(1))).unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 4];
+        let e = (&c).read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_millis(100));
+    });
+}
+
+#[test]
+fn a_blocked_read_times_out_on_time() {
+    rt().block_on(|| {
+        let (c, _s) = pair();
+        for ms in [30u64, 120] {
+            let d = Duration::from_millis(ms);
+            let t = Instant::now();
+            c.set_read_deadline(Some(t + d)).unwrap();
+            let e = (&c).read(&mut [0u8; 4]).unwrap_err();
+            let took = t.elapsed();
+            assert_eq!(e.kind(), ErrorKind::TimedOut);
+            assert!(took >= d, "timed out early: {took:?} < {d:?}");
+            assert!(took <= d + d / 10 + Duration::from_millis(20), "late: {took:?} for {d:?}");
+            c.set_read_deadline(None).unwrap();
+        }
+    });
+}
+
+#[test]
+fn shrinking_a_deadline_wakes_the_blocked_read() {
+    rt().block_on(|| {
+        let (c, _s) = pair();
+        let c = Arc::new(c);
+        c.set_read_deadline(Some(Instant::now() + Duration::from_secs(3600))).unwrap();
+        let c2 = c.clone();
+        let reader = go(move || {
+            let t = Instant::now();
+            let e = (&*c2).read(&mut [0u8; 4]).unwrap_err();
+            (e.kind(), t.elapsed())
+        });
+        gort::time::sleep(Duration::from_millis(30));
+        c.set_read_deadline(Some(Instant::now() + Duration::from_millis(20))).unwrap();
+        let (kind, took) = reader.join().unwrap();
+        assert_eq!(kind, ErrorKind::TimedOut);
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    });
+}
+
+#[test]
+fn a_deadline_in_one_direction_leaves_the_other_alone_and_can_be_cleared() {
+    rt().block_on(|| {
+        let (c, s) = pair();
+        c.set_read_deadline(Some(Instant::now() - Duration::from_secs(1))).unwrap();
+        // Writes still work.
+        (&c).write_all(b"abc").unwrap();
+        let mut buf = [0u8; 3];
+        (&s).read_exact(&mut buf).unwrap();
+        // Reads keep failing until the deadline is cleared ...
+        (&s).write_all(b"xyz").unwrap();
+        assert_eq!((&c).read(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        assert_eq!((&c).read(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        c.set_read_deadline(None).unwrap();
+        // ... and then the data that waited is there.
+        (&c).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"xyz");
+    });
+}
+
+#[test]
+fn close_wakes_blocked_read_write_and_accept() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        let c = Arc::new(TcpStream::connect(a).unwrap());
+        let (s, _) = l.accept().unwrap();
+        let l = Arc::new(l);
+        let c_read = c.clone();
+        let reader = go(move || (&*c_read).read(&mut [0u8; 4]).unwrap_err());
+        // A writer blocks once the peer stops reading and the buffers fill.
+        let c_write = c.clone();
+        let writer = go(move || {
+            let chunk = vec![7u8; 1 << 20];
+            loop {
+                if let Err(e) = (&*c_write).write(&chunk) {
+                    return e;
+                }
+            }
+        });
+        let l2 = l.clone();
+        let acceptor = go(move || l2.accept().unwrap_err());
+        gort::time::sleep(Duration::from_millis(100));
+        c.close().unwrap();
+        l.close().unwrap();
+        for (what, e) in [
+            ("read", reader.join().unwrap()),
+            ("write", writer.join().unwrap()),
+            ("accept", acceptor.join().unwrap()),
+        ] {
+            assert!(is_closed(&e), "{what}: {e}");
+            assert_ne!(e.kind(), ErrorKind::TimedOut);
+        }
+        // Closing twice is harmless: an error, nothing else.
+        assert!(is_closed(&c.close().unwrap_err()));
+        drop(s);
+    });
+}
+
+#[test]
+fn a_peer_reset_reads_as_connection_reset() {
+    rt().block_on(|| {
+        let (c, s) = pair();
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        gort::time::sleep(Duration::from_millis(20));
+        let e = (&c).read(&mut [0u8; 4]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+        // Writing to it fails too, and the process lives (MSG_NOSIGNAL).
+        let e = (&c).write_all(&[1u8; 1 << 16]).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset), "{e}");
+    });
+}
+
+#[test]
+fn a_big_write_to_a_slow_reader_delivers_everything() {
+    rt().block_on(|| {
+        let (c, s) = pair();
+        const N: usize = 64 << 20;
+        let writer = go(move || {
+            let data = vec![3u8; N];
+            (&c).write(&data).unwrap()
+        });
+        let mut total = 0;
+        let mut buf = vec![0u8; 256 * 1024];
+        while total < N {
+            let n = (&s).read(&mut buf).unwrap();
+            assert!(n > 0);
+            total += n;
+            if total % (8 << 20) < n {
+                gort::time::sleep(Duration::from_millis(2)); // a slow reader, now and then
+            }
+        }
+        assert_eq!(writer.join().unwrap(), N);
+    });
+}
+
+#[test]
+fn ten_thousand_cycles_leave_no_fd_behind() {
+    let rt = rt();
+    let before = open_fds();
+    rt.block_on(|| {
+        let (l, a) = listener();
+        echo_server(l);
+        for i in 0..10_000u32 {
+            let c = TcpStream::connect(a).unwrap();
+            (&c).write_all(&i.to_le_bytes()).unwrap();
+            let mut b = [0u8; 4];
+            (&c).read_exact(&mut b).unwrap();
+            assert_eq!(u32::from_le_bytes(b), i);
+            c.close().unwrap();
+        }
+    });
+    drop(rt);
+    let after = open_fds();
+    assert!(after <= before, "fds: {before} before, {after} after");
+}
+
+#[test]
+fn dual_stack_where_ipv6_loopback_exists() {
+    rt().block_on(|| {
+        let Ok(l) = TcpListener::bind("[::1]:0") else {
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        };
+        let a = l.local_addr().unwrap();
+        echo_server(l);
+        let c = TcpStream::connect(a).unwrap();
+        (&c).write_all(b"v6").unwrap();
+        let mut b = [0u8; 2];
+        (&c).read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"v6");
+    });
+}
