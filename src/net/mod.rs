@@ -1,6 +1,7 @@
 //! Blocking-style networking on the netpoller: a task that would block parks instead.
 //!
-//! Mirrors: Go's `net` package (`net/tcpsock.go`, `net/fd_unix.go`, `net/ipsock.go`) over
+//! Mirrors: Go's `net` package (`net/tcpsock.go`, `net/udpsock.go`, `net/unixsock.go`,
+//! `net/fd_unix.go`, `net/ipsock.go`) over
 //! `internal/poll` (here [`fd`](self)).
 //!
 //! | Go                                  | gort                                              |
@@ -13,6 +14,11 @@
 //! | `CloseRead`, `CloseWrite`, `Close`  | the same names; `close(&self)` wakes every blocked task |
 //! | `net.ErrClosed`                     | [`is_closed`]                                     |
 //! | `os.ErrDeadlineExceeded`            | `io::ErrorKind::TimedOut`                          |
+//! | `net.ListenUDP`, `ReadFrom`, `WriteTo` | [`UdpSocket::bind`], [`UdpSocket::recv_from`], [`UdpSocket::send_to`] |
+//! | `net.Listen("unix", path)`, `AcceptUnix` | [`UnixListener::bind`], [`UnixListener::accept`] |
+//! | `net.Dial("unix", path)`            | [`UnixStream::connect`], [`UnixStream::pair`]     |
+//! | `net.ListenUnixgram`, `ReadFromUnix`, `WriteToUnix` | [`UnixDatagram::bind`], [`UnixDatagram::recv_from`], [`UnixDatagram::send_to`] |
+//! | `net.UnixAddr` (`"@name"`: abstract) | [`UnixAddr`] ([`UnixAddr::abstract_name`])      |
 //!
 //! Addresses with host names are resolved on the blocking pool ([`crate::blocking`]), never on a
 //! worker.
@@ -20,7 +26,10 @@
 #![forbid(unsafe_code)]
 
 mod fd;
+mod stream;
 mod tcp;
+mod udp;
+mod unix;
 
 use std::any::Any;
 use std::io;
@@ -28,6 +37,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 pub use fd::is_closed;
 pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
+
+pub use reactor::socket::UnixAddr;
 
 /// Resolves `addr`: literal addresses here, host names on the blocking pool (Go's resolver
 /// runs in its own goroutine-friendly way; a Rust resolver call blocks its thread).

@@ -10,8 +10,7 @@
 //! - A `write` puts all its bytes on the wire before the next writer starts (the write lock is
 //!   held for the whole call); a deadline or error part-way returns the bytes written so far,
 //!   and the next call reports the error.
-//! - `connect` trusts readiness only as a hint: after the socket turns writable it asks
-//!   `SO_ERROR`, then `getpeername` (Go #14548: a spurious wake-up is not a connection).
+//! - Reads, writes and `connect` are the shared stream code of `stream.rs`.
 //!
 //! | connect step | result                                                          |
 //! |--------------|-----------------------------------------------------------------|
@@ -22,16 +21,17 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reactor::Mode;
-use reactor::socket::{self, DEFAULT_KEEPALIVE, Domain, SockAddr, Socket, Type};
+use reactor::socket::{DEFAULT_KEEPALIVE, Domain, SockAddr, Socket, Type};
 
 use super::fd::Fd;
+use super::stream::stream_io;
 use super::{each_addr, resolve};
 
 /// The listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
@@ -141,58 +141,9 @@ impl TcpStream {
         connect_one(*addr, Some(Instant::now() + d))
     }
 
-    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let _g = self.fd.lock(Some(Mode::Read))?;
-        let len = buf.len();
-        self.fd.io(Mode::Read, |s| s.recv(buf), |&n| n < len)
-    }
-
-    fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len == 0 {
-            return Ok(0);
-        }
-        let _g = self.fd.lock(Some(Mode::Read))?;
-        self.fd.io(Mode::Read, |s| s.recv_vectored(bufs), |&n| n < len)
-    }
-
-    /// Writes every byte of `buf` (or fails part-way: see the module docs).
-    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let _g = self.fd.lock(Some(Mode::Write))?;
-        let mut done = 0;
-        while done < buf.len() {
-            let rest = &buf[done..];
-            match self.fd.io(Mode::Write, |s| s.send(rest), |&n| n < rest.len()) {
-                Ok(n) => done += n,
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => break, // report the bytes that went out; the next call fails
-            }
-        }
-        Ok(done)
-    }
-
-    fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len == 0 {
-            return Ok(0);
-        }
-        let _g = self.fd.lock(Some(Mode::Write))?;
-        self.fd.io(Mode::Write, |s| s.send_vectored(bufs), |&n| n < len)
-    }
-
     /// Reads without taking the data off the socket; parks like `read`.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let _g = self.fd.lock(Some(Mode::Read))?;
-        self.fd.io(Mode::Read, |s| s.peek(buf), |_| false)
+        self.fd.peek_stream(buf)
     }
 
     /// Parks until a read may make progress (data, EOF, an error), the socket closes, or the
@@ -208,8 +159,7 @@ impl TcpStream {
 
     /// Shuts down one or both directions (the peer sees EOF after a write shutdown).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let _g = self.fd.lock(None)?;
-        self.fd.with(|s| s.shutdown(how))
+        self.fd.shutdown(how)
     }
 
     /// Go's `CloseRead`.
@@ -289,81 +239,17 @@ impl TcpStream {
 
 fn connect_one(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
     let stream = TcpStream::from_socket(Socket::new(domain(&addr), Type::Stream)?)?;
-    let fd = &stream.fd;
     if deadline.is_some() {
-        fd.set_deadline(Mode::Write, deadline)?;
+        stream.fd.set_deadline(Mode::Write, deadline)?;
     }
-    match fd.with(|s| s.connect(&addr.into())) {
-        Ok(()) => {}
-        Err(e) if socket::is_in_progress(&e) => loop {
-            fd.wait(Mode::Write)?;
-            if let Some(e) = fd.with(|s| s.take_error())? {
-                return Err(e);
-            }
-            match fd.with(|s| s.peer_addr()) {
-                Ok(_) => break,
-                Err(e) if e.raw_os_error() == Some(ENOTCONN) => continue, // spurious: wait again
-                Err(e) => return Err(e),
-            }
-        },
-        Err(e) => return Err(e),
-    }
+    stream.fd.connect(&addr.into())?;
     if deadline.is_some() {
-        fd.set_deadline(Mode::Write, None)?;
+        stream.fd.set_deadline(Mode::Write, None)?;
     }
     Ok(stream)
 }
 
-/// Linux's ENOTCONN (libc is fenced into `sys/`).
-const ENOTCONN: i32 = 107;
-
-impl Read for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_inner(buf)
-    }
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_vectored_inner(bufs)
-    }
-}
-
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_inner(buf)
-    }
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_vectored_inner(bufs)
-    }
-}
-
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_inner(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_vectored_inner(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_inner(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_vectored_inner(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw()
-    }
-}
+stream_io!(TcpStream);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
