@@ -6,21 +6,41 @@
 //!
 //! This is one of the fenced files where `unsafe` may appear: it owns the only code that switches
 //! stacks. Everything above it (`sched/`, `time.rs`, `net/`) is safe Rust and talks to a task
-//! through `Task::resume` (scheduler side) and `suspend` (task side).
+//! through `Task::resume` (scheduler side), `suspend` (task side) and `yield_to` (a task
+//! handing its thread straight to another task of the same worker, without the scheduler).
 //!
 //! # States
 //!
 //! | state      | Go          | who moves it there                               | next                          |
 //! |------------|-------------|--------------------------------------------------|-------------------------------|
-//! | `RUNNABLE` | `_Grunnable`| spawn; `make_runnable` (a wake); a failed commit | `RUNNING` (its worker runs it) |
-//! | `RUNNING`  | `_Grunning` | `Task::resume`                                 | `RUNNABLE` (yield), `WAITING` (park), `DEAD` (exit) |
+//! | `RUNNABLE` | `_Grunnable`| spawn; `make_runnable` (a wake); a failed commit; `yield_to` (the yielder) | `RUNNING` (its worker runs it) |
+//! | `RUNNING`  | `_Grunning` | `Task::resume`; `yield_to` (the task switched to) | `RUNNABLE` (yield), `WAITING` (park), `DEAD` (exit) |
 //! | `WAITING`  | `_Gwaiting` | `Task::resume` before it runs the park's commit | `RUNNABLE` via one successful `make_runnable` |
 //! | `DEAD`     | `_Gdead`    | `Task::resume` when the task exits             | —                             |
 //!
+//! # The direct yield (`yield_to`)
+//!
+//! Go's `Gosched` always goes through `g0`: `mcall(gosched_m)` switches to the scheduler stack,
+//! which requeues the goroutine and runs `schedule()`. Two switches per yield, and the whole of
+//! `findRunnable` in between. Go needs `g0` there because the next goroutine may be on any P's
+//! queue and `schedule` must run timers, GC work and the netpoller. When the worker itself
+//! decides the next task is the front of its owner-only `local` queue (see "The direct yield" in
+//! `sched/worker.rs`), the scheduler has nothing to do but requeue and pick, so the yielding
+//! task does both and switches straight into the next task's context: one switch per yield.
+//!
+//! The scheduler loop that resumed the first task of such a chain is still blocked in its
+//! `Task::resume`; when *some* task finally switches back to it, the request belongs to
+//! whichever task is running then. That is why `CURRENT` owns the running task's `Arc` and
+//! `Task::resume` hands back the task that came back, not the one it was given.
+//!
 //! Invariants:
+//! - `CURRENT` owns one strong reference to the task running on this thread (moved in by
+//!   `resume`, moved between tasks by `yield_to`, moved out when a task switches back to the
+//!   scheduler): the running task is alive while it runs, with no refcount traffic per switch.
 //! - A task runs on one OS thread only: the worker that ran it first (its *home*, fixed at the
 //!   first `resume`). Its context, stack and entry are touched only by that thread
-//!   (the task itself while `RUNNING`, its worker's scheduler loop otherwise), which is what makes
+//!   (the task itself while `RUNNING`, its worker's scheduler loop or another of its tasks in
+//!   `yield_to` otherwise), which is what makes
 //!   the `UnsafeCell` below sound, and what makes thread-locals safe inside tasks (architecture
 //!   decision 1: LLVM may cache a thread-local's address across a switch).
 //! - `WAITING → RUNNABLE` is a CAS: of all the parties that may wake a parked task (a poller, a
@@ -35,8 +55,8 @@ use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, OnceLock};
 
 use reactor::Waiter;
 
@@ -74,7 +94,7 @@ pub(crate) enum Request<'a> {
     Exit,
 }
 
-/// What [`Task::resume`] reports once the task has switched back.
+/// What [`Task::resume`] reports about the task that switched back to the scheduler.
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// The task yielded: it is `RUNNABLE` and belongs in its worker's queue.
@@ -110,6 +130,9 @@ pub(crate) struct Task {
     token: AtomicU8,
     /// The result, for `JoinHandle::join` (no separate allocation per spawn).
     join: JoinSlot,
+    /// What the overflow handler reports while this task runs (set at the first run, then
+    /// never written: the handler reads it through the pointer `set_running` stores).
+    overflow: OnceLock<RunningTask>,
     /// Touched only by the home thread (see the invariants).
     cell: UnsafeCell<Cell_>,
 }
@@ -124,8 +147,6 @@ struct Cell_ {
     stack: Option<Stack>,
     /// The closure, until the first run takes it.
     entry: Option<Entry>,
-    /// What the overflow handler reports while this task runs (set at the first run).
-    running: Option<RunningTask>,
 }
 
 // SAFETY: the fields in `cell` are touched by one thread at a time: the spawner until the task
@@ -138,7 +159,8 @@ unsafe impl Send for Task {}
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// The task running on this thread, if any (Go's `getg()` when `g != g0`).
+    /// The task running on this thread, if any (Go's `getg()` when `g != g0`): a pointer from
+    /// `Arc::into_raw`, owning one strong reference (see the invariants).
     static CURRENT: Cell<*const Task> = const { Cell::new(std::ptr::null()) };
     /// This thread's scheduler context: where a task switches back to (Go's `g0`).
     static SCHED: UnsafeCell<Context> = const { UnsafeCell::new(Context::empty()) };
@@ -157,12 +179,12 @@ impl Task {
             slot: AtomicUsize::new(usize::MAX),
             token: AtomicU8::new(TOKEN_EMPTY),
             join: JoinSlot::default(),
+            overflow: OnceLock::new(),
             cell: UnsafeCell::new(Cell_ {
                 ctx: Context::default(),
                 sched: std::ptr::null_mut(),
                 stack: None,
                 entry: Some(entry),
-                running: None,
             }),
         })
     }
@@ -204,6 +226,7 @@ impl Task {
     }
 
     /// Whether the task is marked for unwinding.
+    #[inline]
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel.load(Acquire)
     }
@@ -253,58 +276,89 @@ impl Task {
         self.token.swap(TOKEN_NOTIFIED, SeqCst) == TOKEN_PARKED
     }
 
-    /// Go's `execute` + the return half of `mcall`: run the task on this thread until it
-    /// switches back, then carry out what it asked.
+    /// The overflow record [`set_running`](crate::stack::set_running) points to while this
+    /// task runs (null before its first run, which never happens while it runs).
+    #[inline(always)]
+    fn overflow_record(&self) -> *const RunningTask {
+        self.overflow.get().map_or(std::ptr::null(), std::ptr::from_ref)
+    }
+
+    /// Go's `execute` + the return half of `mcall`: run `task` on this thread until a task
+    /// switches back to the scheduler, then carry out what that task asked.
+    ///
+    /// Returns the task that switched back, with what became of it. That is `task` unless
+    /// tasks yielded directly to each other in between ([`yield_to`]): then it is whichever
+    /// task of this worker was running when the chain came back.
     ///
     /// `worker` is this thread's worker index; the first resume makes it the task's home.
-    /// Must be called only on the home thread, only for a `RUNNABLE` task taken from a queue.
+    /// Must be called only on the home thread, only for a `RUNNABLE` task taken from a queue,
+    /// and not from inside a task. An error (no stack for a first run) comes with `task`, which
+    /// did not run.
     pub(crate) fn resume(
-        self: &TaskRef,
+        task: TaskRef,
         worker: usize,
         stacks: &mut StackPool,
-    ) -> io::Result<Outcome> {
-        let prev = self.state.load(Acquire);
-        assert_eq!(prev, RUNNABLE, "gort: resumed task {} in state {prev}", self.id);
+    ) -> (TaskRef, io::Result<Outcome>) {
+        let prev = task.state.load(Acquire);
+        assert_eq!(prev, RUNNABLE, "gort: resumed task {} in state {prev}", task.id);
+        debug_assert!(!in_task(), "gort: resume called from inside a task");
         // A plain store: a RUNNABLE task is owned by whoever took it from a queue (us).
-        self.state.store(RUNNING, Release);
-        let ptr = self.cell.get();
+        task.state.store(RUNNING, Release);
+        let ptr = task.cell.get();
         let sched = SCHED.with(|s| s.get());
         // SAFETY: this thread is the only one touching `cell` (invariants): either the task
         // has not started (it came from a queue, nobody else holds its cell), or its home is
-        // this thread.
+        // this thread. The borrow ends before the switch.
         let cell = unsafe { &mut *ptr };
         cell.sched = sched;
         if cell.stack.is_none() {
             // First run: this worker becomes home; give the task a stack and a fresh frame.
-            self.home.store(worker + 1, Release);
-            let stack = match stacks.get(self.stack_size) {
+            task.home.store(worker + 1, Release);
+            let stack = match stacks.get(task.stack_size) {
                 Ok(s) => s,
                 Err(e) => {
-                    self.state.store(RUNNABLE, Release);
-                    return Err(e);
+                    task.state.store(RUNNABLE, Release);
+                    return (task, Err(e));
                 }
             };
             // SAFETY: `top()` is the 16-byte aligned top of a writable stack that stays
             // mapped while `cell.stack` holds it, i.e. until the task exits.
             cell.ctx = unsafe { arch::init(stack.top(), task_entry) };
-            cell.running = Some(RunningTask::new(&stack, self.id, self.name()));
+            let _ = task.overflow.set(RunningTask::new(&stack, task.id, task.name()));
             cell.stack = Some(stack);
         } else {
-            debug_assert_eq!(self.home(), Some(worker), "gort: a task migrated");
+            debug_assert_eq!(task.home(), Some(worker), "gort: a task migrated");
         }
-        crate::stack::set_running(cell.running);
-        CURRENT.with(|c| c.set(Arc::as_ptr(self)));
-        // SAFETY: `sched` is this thread's scheduler context (saved by this switch) and
-        // `cell.ctx` is fresh (from `init`) or suspended (by `suspend`); it is resumed once.
-        // The argument is this task's address, which `task_entry` reads on the first run;
-        // the Arc held by our caller keeps it alive while the task runs.
-        let arg = unsafe { arch::switch(sched, &cell.ctx, Arc::as_ptr(self) as usize) };
-        CURRENT.with(|c| c.set(std::ptr::null()));
-        crate::stack::set_running(None);
+        let to = &raw const cell.ctx;
+        // SAFETY: the record lives inside the task, which `CURRENT` keeps alive until the
+        // task switches back (below, where the pointer is reset first); it is never written
+        // after the first run.
+        unsafe { crate::stack::set_running(task.overflow_record()) };
+        let raw = Arc::into_raw(task);
+        CURRENT.with(|c| c.set(raw));
+        // SAFETY: `sched` is this thread's scheduler context (saved by this switch) and `to`
+        // is fresh (from `init`) or suspended (by `suspend` or `yield_to`); it is resumed
+        // once. The argument is the task's address, which `task_entry` reads on the first run
+        // (a suspended task ignores it); `CURRENT` keeps the task alive while it runs.
+        let arg = unsafe { arch::switch(sched, to, raw as usize) };
+        // Whoever switched back is the running task now: take it (and its reference) out.
+        let back = CURRENT.with(|c| c.replace(std::ptr::null()));
+        // SAFETY: null is always allowed.
+        unsafe { crate::stack::set_running(std::ptr::null()) };
+        debug_assert!(!back.is_null(), "gort: a task switched back with no current task");
+        // SAFETY: `back` came from `Arc::into_raw` (here or in `yield_to`), and the reference
+        // it owned moves to this Arc: `CURRENT` is null now.
+        let back = unsafe { Arc::from_raw(back) };
         // SAFETY: the task switched back with the address of a `Request` on its own stack,
         // which stays valid until the task is resumed again, after we are done with it.
         let request = unsafe { &mut *(arg as *mut Request<'_>) };
-        Ok(match request {
+        let outcome = back.finish(request, stacks);
+        (back, Ok(outcome))
+    }
+
+    /// The scheduler half of a request, for the task that just switched back.
+    fn finish(self: &TaskRef, request: &mut Request<'_>, stacks: &mut StackPool) -> Outcome {
+        match request {
             Request::Yield => {
                 self.state.store(RUNNABLE, Release);
                 Outcome::Yielded
@@ -326,11 +380,13 @@ impl Task {
             }
             Request::Exit => {
                 self.state.store(DEAD, Release);
-                let stack = cell.stack.take().expect("an exiting task has a stack");
-                stacks.put(stack);
+                // SAFETY: the task is off its stack for good and this is its home thread, the
+                // only one touching its cell.
+                let stack = unsafe { (*self.cell.get()).stack.take() };
+                stacks.put(stack.expect("an exiting task has a stack"));
                 Outcome::Exited
             }
-        })
+        }
     }
 }
 
@@ -341,8 +397,8 @@ pub(crate) fn current() -> Option<TaskRef> {
         if p.is_null() {
             return None;
         }
-        // SAFETY: `p` was set by `resume` from a live `TaskRef` whose Arc the resuming worker
-        // holds until the task switches back; we are on that task's stack, so it is live.
+        // SAFETY: `p` is the running task, whose reference `CURRENT` owns until the task
+        // switches away; we are on that task's stack, so it is live.
         unsafe { Arc::increment_strong_count(p) };
         // SAFETY: `p` came from `Arc::as_ptr` of a live Arc, and we just added the reference
         // this new Arc owns.
@@ -351,6 +407,7 @@ pub(crate) fn current() -> Option<TaskRef> {
 }
 
 /// Whether the task running on this thread is marked for unwinding (shutdown).
+#[inline(always)]
 pub(crate) fn current_cancelled() -> bool {
     CURRENT.with(|c| {
         let p = c.get();
@@ -360,6 +417,7 @@ pub(crate) fn current_cancelled() -> bool {
 }
 
 /// Whether this thread is running a task.
+#[inline(always)]
 pub(crate) fn in_task() -> bool {
     CURRENT.with(|c| !c.get().is_null())
 }
@@ -369,15 +427,105 @@ pub(crate) fn in_task() -> bool {
 pub(crate) fn suspend(mut request: Request<'_>) {
     let p = CURRENT.with(|c| c.get());
     assert!(!p.is_null(), "gort: suspend called outside a task");
-    // SAFETY: `p` is the running task (see `current`); only this thread touches its cell, and
-    // the scheduler side does not touch it while the task runs.
-    let task = unsafe { &*p };
-    // SAFETY: only this thread touches the running task's cell (see above).
-    let cell = unsafe { &mut *task.cell.get() };
+    // SAFETY: `p` is the running task (see `current`).
+    let cell = unsafe { &*p }.cell.get();
+    // SAFETY: only this thread touches the running task's cell, and nothing else touches it
+    // while the task runs. No reference into the cell is held across the switch: the
+    // scheduler side uses it while the task is suspended.
+    let ctx = unsafe { &raw mut (*cell).ctx };
+    // SAFETY: as above.
+    let sched = unsafe { (*cell).sched };
     let arg = &mut request as *mut Request<'_> as usize;
-    // SAFETY: `cell.sched` is the scheduler context `resume` saved on this thread; the task's
-    // own context is saved into `cell.ctx` and resumed only by a later `resume` on this thread.
-    unsafe { arch::switch(&mut cell.ctx, cell.sched, arg) };
+    // SAFETY: `sched` is the scheduler context `resume` saved on this thread; the task's own
+    // context is saved into `ctx` and resumed only once, by a later `resume` or `yield_to` on
+    // this thread.
+    unsafe { arch::switch(ctx, sched, arg) };
+}
+
+/// A direct yield (the module doc). `pick` gets the running task (an owned reference) and
+/// either queues it and returns the next task, `Ok(next)`, or gives it back, `Err(me)`, when
+/// the yield must go through the scheduler. On `Ok` the running task becomes `RUNNABLE`, `next`
+/// becomes `RUNNING` and this thread switches straight into it; `yield_to` returns `true` when
+/// some switch (a later `yield_to`, or a `resume` of the scheduler) resumes the caller. It
+/// returns `false` at once on `Err`, or when called outside a task.
+///
+/// `next` must be a started `RUNNABLE` task whose home is this thread, taken from this worker's
+/// queue; the queue `pick` puts the running task in must be this worker's. `pick` must not
+/// switch, and must not panic (a panic there aborts: the running task would not be owned by
+/// anyone).
+///
+/// Inlined into the caller (and `yield_now` into its caller): the switch then happens in the
+/// user's own frame, so no `ret` crosses it to miss the return stack buffer (see
+/// `arch/x86_64.rs`).
+#[inline(always)]
+pub(crate) fn yield_to(pick: impl FnOnce(TaskRef) -> Result<TaskRef, TaskRef>) -> bool {
+    let me = CURRENT.with(|c| c.replace(std::ptr::null()));
+    if me.is_null() {
+        return false;
+    }
+    // SAFETY: `me` came from `Arc::into_raw` and `CURRENT` no longer holds it: its reference
+    // moves to this Arc, which `pick` either queues (the queue keeps the task alive while it is
+    // suspended) or gives back.
+    let owned = unsafe { Arc::from_raw(me) };
+    let abort = AbortOnUnwind("gort: a direct yield's pick panicked");
+    let picked = pick(owned);
+    std::mem::forget(abort);
+    let next = match picked {
+        Ok(next) => next,
+        Err(back) => {
+            CURRENT.with(|c| c.set(Arc::into_raw(back)));
+            return false;
+        }
+    };
+    let prev = next.state.load(Relaxed);
+    assert_eq!(prev, RUNNABLE, "gort: yield_to task {} in state {prev}", next.id);
+    // SAFETY: `me` is still alive: `pick` queued it, and the queue is touched only by this
+    // thread, which runs nothing else before the switch.
+    let me_task = unsafe { &*me };
+    debug_assert!(
+        next.started() && next.home() == me_task.home(),
+        "gort: yield_to a task that has not started here"
+    );
+    let from = me_task.cell.get();
+    let to = next.cell.get();
+    // SAFETY: the caller's home is this thread, the only one touching its cell.
+    let from_ctx = unsafe { &raw mut (*from).ctx };
+    // SAFETY: `next`'s home is this thread too, and `next` is suspended.
+    let to_ctx = unsafe { &raw const (*to).ctx };
+    // Both were last resumed by this thread's scheduler, so their `sched` is this thread's
+    // `SCHED`: when `next` switches back, it reaches the scheduler loop waiting for the chain.
+    #[cfg(debug_assertions)]
+    {
+        // SAFETY: as for `from_ctx`.
+        let from_sched = unsafe { (*from).sched };
+        // SAFETY: as for `to_ctx`.
+        let to_sched = unsafe { (*to).sched };
+        debug_assert_eq!(from_sched, to_sched, "gort: yield_to across scheduler contexts");
+    }
+    // Plain stores, as in `resume`: a RUNNABLE task is owned by whoever took it from a queue,
+    // and a RUNNING one by its thread.
+    next.state.store(RUNNING, Release);
+    me_task.state.store(RUNNABLE, Release);
+    // SAFETY: `next`'s record lives inside `next`, which `CURRENT` keeps alive (just below)
+    // until it switches away, and a switch away resets or replaces the pointer first.
+    unsafe { crate::stack::set_running(next.overflow_record()) };
+    CURRENT.with(|c| c.set(Arc::into_raw(next)));
+    // SAFETY: `from` is the running task's context (saved here, resumed once by a later
+    // `resume` or `yield_to` on this thread); `to` is `next`'s suspended context on its live
+    // stack (started, so not fresh, and a suspended task ignores the argument).
+    unsafe { arch::switch(from_ctx, to_ctx, 0) };
+    true
+}
+
+/// Aborts the process if dropped: a guard around code that must not unwind. Forgotten on the
+/// normal path, so it costs nothing there.
+struct AbortOnUnwind(&'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        eprintln!("{}", self.0);
+        std::process::abort();
+    }
 }
 
 /// The first frame of every task (Go's `goexit` sits under it): run the entry, then exit.

@@ -273,3 +273,127 @@ fn a_spawn_after_shutdown_is_cancelled_not_stranded() {
     let r = within(Duration::from_secs(10), "join after shutdown", move || h.join());
     assert!(r.unwrap_err().is_cancelled());
 }
+
+#[test]
+fn direct_yields_keep_homes_counts_and_round_robin_order() {
+    // 8 tasks × 100 000 yields on one worker: nearly every yield switches task to task without
+    // the scheduler (worker.rs, "direct yield"). Each task checks its thread never changes;
+    // the shared counter must add up; and since the order is round robin, no task may finish
+    // while another lags behind by more than the start-up skew.
+    const TASKS: usize = 8;
+    const YIELDS: usize = 100_000;
+    let lag = within(Duration::from_secs(120), "direct yields", || {
+        rt(1).block_on(|| {
+            let total = Arc::new(AtomicUsize::new(0));
+            let progress: Arc<Vec<AtomicUsize>> =
+                Arc::new((0..TASKS).map(|_| AtomicUsize::new(0)).collect());
+            let hs: Vec<_> = (0..TASKS)
+                .map(|i| {
+                    let (total, progress) = (total.clone(), progress.clone());
+                    gort::go(move || {
+                        let home = thread::current().id();
+                        for _ in 0..YIELDS {
+                            gort::yield_now();
+                            assert_eq!(thread::current().id(), home, "task {i} moved");
+                            total.fetch_add(1, SeqCst);
+                            progress[i].fetch_add(1, SeqCst);
+                        }
+                        // How far behind the slowest task is when this one is done.
+                        YIELDS - progress.iter().map(|p| p.load(SeqCst)).min().unwrap()
+                    })
+                })
+                .collect();
+            let lag = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+            assert_eq!(total.load(SeqCst), TASKS * YIELDS);
+            lag
+        })
+    });
+    // A few yields of skew come from the start (the first tasks yield through the scheduler
+    // while the others are still unstarted in `runq`); unfairness would show as thousands.
+    assert!(lag <= TASKS, "a task finished {lag} yields ahead of another: not round robin");
+}
+
+#[test]
+fn direct_yields_mixed_with_sleeps_parks_and_exits() {
+    // Tasks that yield in tight loops while others sleep, park/unpark and exit at different
+    // times: timers must still fire (every few direct yields go through the scheduler), no
+    // wake-up may be lost, and every task stays on its thread.
+    for workers in [1, 2] {
+        let sum = within(Duration::from_secs(120), "mixed yields", move || {
+            rt(workers).block_on(|| {
+                let stop = Arc::new(AtomicBool::new(false));
+                // Spinners: yield until the sleeper below says stop; each exits at its own time.
+                let spinners: Vec<_> = (0..4)
+                    .map(|i| {
+                        let stop = stop.clone();
+                        gort::go(move || {
+                            let home = thread::current().id();
+                            let mut n = 0u64;
+                            while !stop.load(SeqCst) || n < 1000 * (i + 1) {
+                                gort::yield_now();
+                                assert_eq!(thread::current().id(), home);
+                                n += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                // Mixers: yields, sleeps and park/unpark hand-offs, interleaved.
+                let mixers: Vec<_> = (0..8u64)
+                    .map(|i| {
+                        gort::go(move || {
+                            let home = thread::current().id();
+                            for k in 0..300u64 {
+                                match (k + i) % 4 {
+                                    0 | 1 => gort::yield_now(),
+                                    2 => gort::time::sleep(Duration::from_micros(20 + i)),
+                                    _ => {
+                                        let u = task::unparker();
+                                        gort::go(move || {
+                                            gort::yield_now();
+                                            u.unpark();
+                                        });
+                                        task::park();
+                                    }
+                                }
+                                assert_eq!(thread::current().id(), home);
+                            }
+                            i
+                        })
+                    })
+                    .collect();
+                // A sleeper among the spinners: its timer must fire although they never park.
+                gort::time::sleep(Duration::from_millis(20));
+                let sum: u64 = mixers.into_iter().map(|h| h.join().unwrap()).sum();
+                stop.store(true, SeqCst);
+                for h in spinners {
+                    h.join().unwrap();
+                }
+                sum
+            })
+        });
+        assert_eq!(sum, 28, "{workers} workers");
+    }
+}
+
+#[test]
+fn shutdown_unwinds_tasks_that_only_yield() {
+    // Tasks that never park, only yield to each other, are still cancelled at shutdown and
+    // their destructors run.
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    within(Duration::from_secs(30), "shutdown of yielders", move || {
+        rt(1).block_on(move || {
+            for _ in 0..6 {
+                let guard = CountDrop(d.clone());
+                gort::go(move || {
+                    let _g = guard;
+                    loop {
+                        gort::yield_now();
+                    }
+                });
+            }
+            gort::time::sleep(Duration::from_millis(20));
+        });
+    });
+    assert_eq!(dropped.load(SeqCst), 6, "every yielding task's destructors ran");
+}

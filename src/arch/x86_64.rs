@@ -20,7 +20,9 @@
 //! `asm!` adds the corosensei technique: declaring the callee-saved registers clobbered makes LLVM
 //! save only those that are live at each switch site, in the caller's own frame, instead of all
 //! six every time. The price is that the switch is inlined at every call site (there are few: the
-//! scheduler's) and that the saved frame proper holds only what LLVM cannot save for us.
+//! scheduler's, `suspend`, and the direct yield, which `gort::yield_now` inlines into each of its
+//! callers so that no `ret` crosses that switch either) and that the saved frame proper holds
+//! only what LLVM cannot save for us.
 //!
 //! ## What is saved, and by whom
 //!

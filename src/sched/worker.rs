@@ -17,9 +17,36 @@
 //! | 8    | steal half of another worker's `runq`   | only unstarted tasks move (architecture decision 1)     |
 //! | 9    | sleep: in `netpoll(until next timer)` if nobody polls, else on the condvar | |
 //!
+//! # The direct yield (no Go counterpart)
+//!
+//! `yield_now` in a task first tries [`yield_direct`]: if `runnext`, `runq`, the inbox and the
+//! global queue are all empty, steps 1–6 would pick the front of `local` anyway (steps 7–9 are
+//! not reached while `local` has work). So the yielding task pops that front, puts itself at
+//! the back and switches straight into it (`task::yield_to`): one switch instead of two, and no
+//! `find_runnable`. Go's `Gosched` always goes through `g0` (`mcall(gosched_m)` →
+//! `schedule`), because the next goroutine may come from any P and `schedule` also runs GC work
+//! and timers; here `local` is owner-only and holds only tasks that started on this thread.
+//!
+//! | condition (checked in this order)                    | what the yield does                  |
+//! |------------------------------------------------------|--------------------------------------|
+//! | not in a task of this worker                          | `std::thread::yield_now` / nothing direct |
+//! | `DIRECT_STREAK` (15) direct yields since `find_local` last ran | through the scheduler: serves timers (step 1) |
+//! | `runnext`, `inbox`, `runq` or the global queue non-empty | through the scheduler: their fairness rules apply |
+//! | `local` empty                                         | through the scheduler (nothing to switch to) |
+//! | otherwise                                             | front of `local` runs next; the yielder goes to the back |
+//!
+//! The bound: expired timers wait at most 15 direct yields of this worker; new and woken work
+//! never waits behind a direct yield (the hint loads are `Relaxed`, so a push racing with the
+//! check is seen at the next yield or, at worst, the next pass through the scheduler). Order
+//! among the tasks of `local` is FIFO either way, so yielding tasks share the worker round
+//! robin. The scheduler loop that resumed the first task of a chain of direct yields gets back
+//! whichever task switches to it last: [`Task::resume`] returns that task, and `execute`
+//! applies the outcome (requeue, park, exit: remove from `live` by *its* slot) to it.
+//!
 //! Invariants: only this thread touches `Worker::q` and `Worker::stacks` (they are `RefCell`s,
-//! never borrowed across a task switch: a running task may call back into `push_new` or
-//! `push_ready` on this worker).
+//! never borrowed across a task switch: a running task may call back into `push_new`,
+//! `push_ready` or `try_yield_direct` on this worker; `stacks` is the one exception, borrowed
+//! by `execute` across `resume`, which no task code touches).
 
 #![forbid(unsafe_code)]
 
@@ -35,13 +62,16 @@ use slab::Slab;
 
 use super::{AWAKE, GLOBAL_FAIRNESS, POLLING, SLEEPING, Shared};
 use crate::stack::{self, StackPool};
-use crate::task::{self, Outcome, TaskRef};
+use crate::task::{self, Outcome, Task, TaskRef};
 
 /// At most this many `runnext` picks in a row before the queues get a turn (tokio caps its LIFO
 /// slot at 3 for the same reason: a ping-pong pair must not starve the rest of the worker).
 const RUNNEXT_STREAK: u32 = 3;
 /// Global-queue batch size limit (Go's `globrunqget` max).
 const GLOBAL_BATCH: usize = 128;
+/// At most this many direct yields in a row (see [`yield_direct`]); the next yield goes through
+/// `find_runnable`, so expired timers wait at most this many yields of this worker's tasks.
+const DIRECT_STREAK: u32 = 15;
 
 /// A worker's own state: only its thread touches it.
 #[derive(Debug)]
@@ -58,6 +88,8 @@ struct Queues {
     runnext: Option<TaskRef>,
     /// How many `runnext` picks in a row.
     streak: u32,
+    /// How many direct yields since `find_local` last ran.
+    direct: u32,
     /// Started tasks that are runnable, FIFO.
     local: VecDeque<TaskRef>,
     /// Scheduling rounds (Go's `schedtick`).
@@ -79,6 +111,21 @@ thread_local! {
 /// The worker this thread is, if it is one.
 pub(crate) fn current() -> Option<Rc<Worker>> {
     CURRENT.with(|c| c.get().cloned())
+}
+
+/// `yield_now` from a task: yields straight to the next task of this worker if the scheduler
+/// would pick it anyway (step 0 in the table at the top of this file). Returns `false` if the
+/// yield must go through the scheduler instead (`Request::Yield`); `true` once the caller has
+/// been resumed.
+#[inline(always)]
+pub(crate) fn yield_direct() -> bool {
+    // The worker is taken out of the thread-local first: the switch must not happen inside
+    // `LocalKey::with`, which LLVM may keep out of line (a `ret` across the switch, mispredicted
+    // on every yield).
+    match current() {
+        Some(w) => w.try_yield_direct(),
+        None => false,
+    }
 }
 
 /// A worker thread's main (Go's `mstart` → `schedule`).
@@ -153,29 +200,36 @@ impl Worker {
         }
     }
 
-    /// Go's `execute`: run `task` until it parks, yields or exits.
+    /// Go's `execute`: run `task` until it (or, after direct yields, another task of this
+    /// worker) switches back to the scheduler, then deal with that task.
     fn execute(&self, task: TaskRef) {
         if !task.started() {
             let key = self.q.borrow_mut().live.insert(task.clone());
             task.set_slot(key);
         }
         super::reset_budget();
+        let mut task = task;
         loop {
-            let outcome = {
+            // `back` is the task that switched back to us: `task`, or, after direct yields,
+            // whichever task of this worker ran last (see `yield_direct`).
+            let (back, outcome) = {
                 let mut stacks = self.stacks.borrow_mut();
-                task.resume(self.index, &mut stacks)
+                Task::resume(task, self.index, &mut stacks)
             };
             match outcome {
-                Ok(Outcome::Yielded) => self.q.borrow_mut().local.push_back(task),
+                Ok(Outcome::Yielded) => self.q.borrow_mut().local.push_back(back),
                 Ok(Outcome::Parked) => {}
-                Ok(Outcome::CommitFailed) => continue, // the event came first: run it again now
+                Ok(Outcome::CommitFailed) => {
+                    task = back; // the event came first: run it again now
+                    continue;
+                }
                 Ok(Outcome::Exited) => {
-                    self.q.borrow_mut().live.try_remove(task.slot());
+                    self.q.borrow_mut().live.try_remove(back.slot());
                 }
                 Err(e) => {
-                    log::error!("gort: cannot start task {}: {e}; it is dropped", task.id());
-                    self.q.borrow_mut().live.try_remove(task.slot());
-                    task.discard();
+                    log::error!("gort: cannot start task {}: {e}; it is dropped", back.id());
+                    self.q.borrow_mut().live.try_remove(back.slot());
+                    back.discard();
                 }
             }
             return;
@@ -210,6 +264,7 @@ impl Worker {
         self.run_timers();
         let mut q = self.q.borrow_mut();
         q.tick += 1;
+        q.direct = 0;
         if q.tick.is_multiple_of(GLOBAL_FAIRNESS) {
             let mut rest = VecDeque::new();
             if let Some(t) = self.shared.pop_global(1, &mut rest) {
@@ -247,6 +302,43 @@ impl Worker {
             self.push_runq(t);
         }
         Some(first)
+    }
+
+    /// The direct yield (the table at the top of this file): if the scheduler would pick the
+    /// front of `local` anyway, switch to it from here. `false`: go through the scheduler.
+    #[inline(always)]
+    fn try_yield_direct(&self) -> bool {
+        task::yield_to(
+            #[inline(always)]
+            |me| {
+                let remote = &self.shared.workers[self.index];
+                let mut q = self.q.borrow_mut();
+                // Relaxed loads: these are hints. A push they miss is seen by the scheduler
+                // pass at most `DIRECT_STREAK` yields later, as are the timers.
+                if q.direct >= DIRECT_STREAK
+                    || q.runnext.is_some()
+                    || remote.inbox_len.load(Relaxed) != 0
+                    || remote.runq_len.load(Relaxed) != 0
+                    || self.shared.global_len.load(Relaxed) != 0
+                {
+                    return Err(me);
+                }
+                q.direct += 1;
+                q.streak = 0;
+                // `local` holds started tasks of this worker only (`push_runq`), as
+                // `yield_to` needs. Front out, `me` in at the back: with one task queued,
+                // that is a swap in place.
+                match q.local.len() {
+                    0 => Err(me),
+                    1 => Ok(std::mem::replace(&mut q.local[0], me)),
+                    _ => {
+                        let next = q.local.pop_front();
+                        q.local.push_back(me);
+                        next.ok_or_else(|| unreachable!())
+                    }
+                }
+            },
+        )
     }
 
     /// Step 7, and step 9 when `delay` is not zero: poll the network, make the woken tasks

@@ -10,15 +10,20 @@
 //! |------|--------------------------------------------|----------------------------------------------------------------------|
 //! | 1    | once per process: [`install_overflow_handler`] | `sigaction(SIGSEGV, SIGBUS)` with `SA_SIGINFO\|SA_ONSTACK`; the previous actions are remembered |
 //! | 2    | once per worker thread: [`AltStack::install`] | a guarded ≥ 64 KiB alternate signal stack: the handler cannot run on the stack that just overflowed |
-//! | 3    | each time a task is resumed: [`set_running`] | a thread-local record: the task's guard range, id, name, stack KiB  |
+//! | 3    | each time a task is resumed or switched to: [`set_running`] | a thread-local pointer to the task's record (guard range, id, name, stack KiB), kept inside the task |
 //! | 4    | a fault inside that guard range             | on the alternate stack: `gort: task 7 (deep) overflowed its 64 KiB stack` with raw `write(2)`, then `abort()` |
 //! | 5    | any other fault                            | restore the previous action and return: the instruction faults again and reaches std's handler ("thread ... has overflowed its stack") or the default action (core dump) |
 //!
 //! ## Invariants
 //!
 //! - The fault handler touches only async-signal-safe things: the const-initialized thread-local
-//!   record, the previous actions (written once, before the handler is installed), a stack
-//!   buffer, `write(2)`, `sigaction(2)` and `abort(3)`.
+//!   pointer and the record it points to, the previous actions (written once, before the handler
+//!   is installed), a stack buffer, `write(2)`, `sigaction(2)` and `abort(3)`.
+//! - The record [`set_running`] points to is immutable and stays valid until the next
+//!   [`set_running`] on the same thread: the task layer points it at a record inside the running
+//!   task, whose `Arc` the thread holds while the task runs, and resets it (or points it at the
+//!   next task) before that `Arc` can go. A pointer (one store per switch) rather than a copy of
+//!   the 88-byte record: the record is written on every task switch, read only on a fault.
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_ulong, c_void};
@@ -41,8 +46,8 @@ const ALTSTACK_MIN_SIZE: usize = 64 * 1024;
 const RUNNING_NAME_MAX: usize = 32;
 
 /// What the fault handler needs to know about the task running on this thread. Plain `Copy`
-/// data with the name inline, so the handler reads it without following a pointer that could
-/// dangle or allocating.
+/// data with the name inline, so the handler reads it without following any further pointer
+/// or allocating.
 ///
 /// Go: `getg().m.curg` with its `stack.lo`, `goid`.
 #[doc(alias = "curg")]
@@ -101,25 +106,34 @@ impl RunningTask {
 }
 
 thread_local! {
-    /// The task running on this thread, for the fault handler; `None` while the scheduler runs.
+    /// The task running on this thread, for the fault handler; null while the scheduler runs.
     ///
     /// Why a signal handler may read it: `const` initialization of a type without `Drop` makes
     /// std use a plain ELF TLS slot, with no lazy-initialization flag and no destructor
     /// registration, so an access is one load relative to the thread pointer (no allocation, no
     /// lock, nothing that can be half-done when the signal arrives). SIGSEGV is delivered to
-    /// the thread that faulted, so the handler reads that thread's record. The writer
-    /// ([`set_running`]) runs on the same thread, and its `compiler_fence` keeps the compiler
-    /// from moving the store past code that may fault. (Were gort loaded with `dlopen`, the
-    /// first access could allocate the module's TLS block; [`set_running`] runs before any task
-    /// does, so the handler is never that first access.)
-    static RUNNING: Cell<Option<RunningTask>> = const { Cell::new(None) };
+    /// the thread that faulted, so the handler reads that thread's pointer, and the record it
+    /// points to is alive and unchanging (the contract of [`set_running`]). The writer runs on
+    /// the same thread, and its `compiler_fence` keeps the compiler from moving the store past
+    /// code that may fault. (Were gort loaded with `dlopen`, the first access could allocate
+    /// the module's TLS block; [`set_running`] runs before any task does, so the handler is
+    /// never that first access.)
+    static RUNNING: Cell<*const RunningTask> = const { Cell::new(ptr::null()) };
 }
 
-/// Records which task this thread runs from now on (`None`: the scheduler's own code). The
-/// scheduler calls it before each switch into a task and after switching back.
+/// Records which task this thread runs from now on (null: the scheduler's own code). The task
+/// layer calls it before each switch into a task (from the scheduler or directly from another
+/// task) and after switching back to the scheduler.
+///
+/// # Safety
+///
+/// `task` is null, or points to a record that is not written and stays valid until the next
+/// call of `set_running` on this thread (the fault handler may read it at any moment until
+/// then).
 #[doc(alias = "setg")]
-pub(crate) fn set_running(task: Option<RunningTask>) {
-    RUNNING.set(task);
+#[inline]
+pub(crate) unsafe fn set_running(task: *const RunningTask) {
+    RUNNING.with(|r| r.set(task));
     // A signal fence: the handler on this thread must see the store before any fault that
     // follows.
     compiler_fence(Ordering::SeqCst);
@@ -128,7 +142,9 @@ pub(crate) fn set_running(task: Option<RunningTask>) {
 /// The task this thread runs, as last recorded by [`set_running`].
 #[cfg(test)]
 fn running() -> Option<RunningTask> {
-    RUNNING.get()
+    let p = RUNNING.get();
+    // SAFETY: `set_running`'s contract: a non-null pointer is valid until the next call.
+    (!p.is_null()).then(|| unsafe { *p })
 }
 
 /// The SIGSEGV and SIGBUS actions found when the handler was installed: the handler restores
@@ -202,11 +218,13 @@ extern "C" fn handle_fault(signal: c_int, info: *mut libc::siginfo_t, _context: 
     let info = unsafe { &*info };
     // SAFETY: for SIGSEGV and SIGBUS the kernel fills in the fault address.
     let addr = unsafe { info.si_addr() } as usize;
-    let task = RUNNING.try_with(Cell::get).ok().flatten();
-    if let Some(task) = task
+    let task = RUNNING.try_with(Cell::get).unwrap_or(ptr::null());
+    // SAFETY: a non-null pointer is valid and unchanging until the next `set_running` on this
+    // thread (its contract), and that thread is the one this handler interrupted.
+    if let Some(task) = unsafe { task.as_ref() }
         && task.guard_contains(addr)
     {
-        write_stderr(overflow_message(&task).as_bytes());
+        write_stderr(overflow_message(task).as_bytes());
         std::process::abort();
     }
     // Not ours: put the previous action back and return. The faulting instruction runs again
@@ -395,9 +413,11 @@ mod tests {
         let long = format!("{}é and more", "x".repeat(31));
         let cut = RunningTask::new(&stack, 1, Some(&long));
         assert_eq!(cut.name_bytes(), "x".repeat(31).as_bytes());
-        set_running(Some(cut));
+        // SAFETY: `cut` outlives the record: it is reset below, before `cut` goes.
+        unsafe { set_running(&cut) };
         assert_eq!(running().map(|t| t.id()), Some(1));
-        set_running(None);
+        // SAFETY: null is always allowed.
+        unsafe { set_running(ptr::null()) };
         assert!(running().is_none());
     }
 
@@ -443,10 +463,13 @@ mod tests {
         // SAFETY: the stack's top is 16-aligned and the stack outlives the task (we exit).
         let task = unsafe { arch::init(stack.top(), entry) };
         let mut main = Context::default();
-        set_running(Some(RunningTask::new(&stack, 7, Some("deep"))));
+        let record = RunningTask::new(&stack, 7, Some("deep"));
+        // SAFETY: `record` lives until the reset below (and the child exits there anyway).
+        unsafe { set_running(&record) };
         // SAFETY: `task` is fresh on a live stack; `main` is ours to save into.
         unsafe { arch::switch(&mut main, &task, 0) };
-        set_running(None);
+        // SAFETY: null is always allowed.
+        unsafe { set_running(ptr::null()) };
         eprintln!("child: the task came back without faulting");
         std::process::exit(3);
     }
