@@ -371,3 +371,132 @@ fn dual_stack_where_ipv6_loopback_exists() {
         assert_eq!(&b, b"v6");
     });
 }
+
+#[test]
+fn host_names_are_resolved_off_the_workers() {
+    rt().block_on(|| {
+        let (l, a) = listener();
+        echo_server(l);
+        let c = TcpStream::connect(format!("localhost:{}", a.port())).unwrap();
+        (&c).write_all(b"hi").unwrap();
+        let mut b = [0u8; 2];
+        (&c).read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"hi");
+    });
+}
+
+#[test]
+fn connect_timeout_to_a_full_backlog_times_out() {
+    use reactor::socket::{Domain, Socket, Type};
+    rt().block_on(|| {
+        // A listener that never accepts, with the smallest backlog: once its queue is full,
+        // the kernel drops further SYNs and a dial can only time out.
+        let l = Socket::new(Domain::Ipv4, Type::Stream).unwrap();
+        l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+        l.listen(0).unwrap();
+        let a = l.local_addr().unwrap().as_inet().unwrap();
+        let mut held = Vec::new();
+        let mut timed_out = false;
+        for _ in 0..8 {
+            let t = Instant::now();
+            match TcpStream::connect_timeout(&a, Duration::from_millis(200)) {
+                Ok(c) => held.push(c),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+                    assert!(t.elapsed() >= Duration::from_millis(200));
+                    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+                    timed_out = true;
+                    break;
+                }
+            }
+        }
+        assert!(timed_out, "{} dials got through a backlog of 0", held.len());
+    });
+}
+
+#[test]
+fn a_flooded_connection_does_not_starve_its_worker() {
+    // One worker: a reader whose socket is always ready must still let a ticking task run.
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let (c, s) = pair();
+        let s = Arc::new(s);
+        let flood = {
+            let c = Arc::new(c);
+            go(move || {
+                let chunk = vec![1u8; 64 * 1024];
+                while (&*c).write_all(&chunk).is_ok() {}
+            })
+        };
+        let s2 = s.clone();
+        let reader = go(move || {
+            let mut buf = vec![0u8; 64];
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(300) {
+                if (&*s2).read(&mut buf).is_err() {
+                    break;
+                }
+            }
+        });
+        let ticker = go(|| {
+            let mut ticks = 0;
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(300) {
+                gort::yield_now();
+                ticks += 1;
+            }
+            ticks
+        });
+        let ticks = ticker.join().unwrap();
+        reader.join().unwrap();
+        s.close().unwrap();
+        drop(flood);
+        assert!(ticks > 100, "the ticking task ran only {ticks} times next to a flooded reader");
+    });
+}
+
+/// EMFILE on accept: the error comes back, and once fds are free again the connection that
+/// was already queued is accepted at once (no new edge is coming for it). Runs in a child with
+/// a low fd limit (`ulimit -n`), so the rest of the test process keeps its fds.
+#[test]
+fn accept_after_emfile_takes_the_pending_connection() {
+    const CHILD: &str = "GORT_EMFILE_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        rt().block_on(|| {
+            let (l, a) = listener();
+            let mut hog = Vec::new();
+            // Leave room for exactly the client socket, then fill the table.
+            let client = TcpStream::connect(a).unwrap();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                hog.push(f);
+            }
+            let e = l.accept().unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(24), "EMFILE expected, got {e}");
+            hog.truncate(hog.len().saturating_sub(4));
+            let t = Instant::now();
+            let (s, _) = l.accept().unwrap();
+            assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+            (&client).write_all(b"ok").unwrap();
+            let mut b = [0u8; 2];
+            (&s).read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"ok");
+        });
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec '{}' --exact accept_after_emfile_takes_the_pending_connection --test-threads=1",
+            exe.display()
+        ))
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
