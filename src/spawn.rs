@@ -153,6 +153,9 @@ impl<T: 'static> JoinHandle<T> {
     /// Inside a task this parks the task; on any other thread it blocks the thread.
     pub fn join(self) -> Result<T, JoinError> {
         let slot = self.task.join_slot();
+        if let Some(r) = slot.lock().result.take() {
+            return r.map(|v| *v.downcast::<T>().expect("gort: a task's result has its type"));
+        }
         loop {
             sched::wait(|waker| {
                 let mut s = slot.lock();

@@ -500,3 +500,31 @@ fn accept_after_emfile_takes_the_pending_connection() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn streams_and_listeners_move_to_and_from_std() {
+    rt().block_on(|| {
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std_l.local_addr().unwrap();
+        let l = TcpListener::from_std(std_l).unwrap();
+        let c = TcpStream::connect(a).unwrap();
+        let (s, _) = l.accept().unwrap();
+        // Out of the runtime: a blocking std stream that still works.
+        let mut std_s = s.into_std().unwrap();
+        (&c).write_all(b"to std").unwrap();
+        let mut b = [0u8; 6];
+        gort::blocking(move || {
+            std_s.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"to std");
+            std_s.write_all(b"back").unwrap();
+        });
+        let mut back = [0u8; 4];
+        (&c).read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"back");
+        // A shared stream cannot leave.
+        let c2 = c.try_clone().unwrap();
+        assert!(c.into_std().is_err());
+        drop(c2);
+        let _std_l = l.into_std().unwrap();
+    });
+}

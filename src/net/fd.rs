@@ -162,6 +162,22 @@ impl Fd {
 
     /// Go's `rwlock` (with `mode`) or `incref` (without): one more operation in flight.
     pub(crate) fn lock(&self, mode: Option<Mode>) -> io::Result<OpGuard<'_>> {
+        // The common case, uncontended: take it without going near the scheduler.
+        {
+            let mut s = lock(&self.state);
+            if s.closed {
+                return Err(closed_error());
+            }
+            let free = match mode {
+                Some(Mode::Read) => !std::mem::replace(&mut s.reading, true),
+                Some(Mode::Write) => !std::mem::replace(&mut s.writing, true),
+                None => true,
+            };
+            if free {
+                s.refs += 1;
+                return Ok(OpGuard { fd: self, mode });
+            }
+        }
         let mut got = false;
         loop {
             sched::wait(|waker| {
@@ -349,6 +365,25 @@ impl Fd {
             true
         });
         self.destroy()
+    }
+
+    /// Takes the socket back out of the runtime (for `into_std`): deregisters it and hands it
+    /// over, still open. Fails if other handles share this fd, or if it was closed.
+    pub(crate) fn into_socket(self: Arc<Self>) -> io::Result<Socket> {
+        let fd = Arc::try_unwrap(self).map_err(|_| {
+            io::Error::other("gort: into_std needs the only handle (drop the clones first)")
+        })?;
+        {
+            let mut s = lock(&fd.state);
+            if s.closed {
+                return Err(closed_error());
+            }
+            s.closed = true; // so Drop does not close it
+        }
+        let _ = fd.pd.evict();
+        fd.shared.poller.close(&fd.pd)?;
+        let sock = fd.sock.write().unwrap_or_else(|p| p.into_inner()).take();
+        sock.ok_or_else(closed_error)
     }
 
     /// Go's `destroy`: deregister, then close the OS fd.

@@ -76,6 +76,18 @@ impl TcpListener {
         Incoming { listener: self }
     }
 
+    /// Adopts a std listener (made non-blocking here) into the runtime.
+    pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener { fd: Fd::new(Socket::from_fd(OwnedFd::from(l))?)? })
+    }
+
+    /// Leaves the runtime: a std listener in blocking mode. Fails if the listener is shared.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        let l = std::net::TcpListener::from(OwnedFd::from(self.fd.into_socket()?));
+        l.set_nonblocking(false)?;
+        Ok(l)
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.fd.with(|s| s.local_addr()).and_then(inet)
@@ -234,6 +246,14 @@ impl TcpStream {
     /// Adopts a std stream (made non-blocking here) into the runtime.
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
         TcpStream::from_socket(Socket::from_fd(OwnedFd::from(s))?)
+    }
+
+    /// Leaves the runtime: a std stream in blocking mode (Go's `File()` does the same switch).
+    /// Fails if clones of this stream are alive.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        let s = std::net::TcpStream::from(OwnedFd::from(self.fd.into_socket()?));
+        s.set_nonblocking(false)?;
+        Ok(s)
     }
 }
 
