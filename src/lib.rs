@@ -27,6 +27,7 @@
 //! | `entersyscall` (giving the P away)   | [`blocking`]                               | `sched/blocking.rs` |
 //! | `time.Sleep`, `time.AfterFunc`       | [`time::sleep`], [`time::after_func`]      | `time.rs`         |
 //! | `GOMAXPROCS`, `main`                 | [`Runtime::builder`], [`run`]              | `runtime.rs`      |
+//! | `make(chan T, n)`, `<-ch`, `close`  | [`chan::bounded`], [`chan::Receiver::recv`], [`chan::Sender::close`] | `chan/` |
 //! | `GODEBUG=schedtrace=1000`            | `GORT_SCHEDTRACE=1000`                     | `trace.rs`        |
 //!
 //! ## Where gort differs from Go
@@ -45,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod chan;
 pub mod net;
 mod runtime;
 mod sched;

@@ -116,8 +116,11 @@ pub(crate) struct Task {
     name: Option<Box<str>>,
     /// Stack size asked for at spawn.
     stack_size: usize,
-    /// `RUNNABLE` / `RUNNING` / `WAITING` / `DEAD`.
-    state: AtomicU8,
+    /// The state (`RUNNABLE` / `RUNNING` / `WAITING` / `DEAD`) in the low 2 bits, and above
+    /// them the park count: which park a `WAITING` task is in. A waker that remembers the count
+    /// wakes only that park, never a later one (a timed-out channel wait leaves its waker
+    /// behind; when it fires, the task may be parked on something else entirely).
+    state: AtomicU64,
     /// Worker index + 1; 0 until the first run.
     home: AtomicUsize,
     /// Set at shutdown: the next return from a park unwinds the task.
@@ -173,7 +176,7 @@ impl Task {
             id: NEXT_ID.fetch_add(1, Relaxed),
             name,
             stack_size,
-            state: AtomicU8::new(RUNNABLE),
+            state: AtomicU64::new(RUNNABLE as u64),
             home: AtomicUsize::new(0),
             cancel: AtomicBool::new(false),
             slot: AtomicUsize::new(usize::MAX),
@@ -217,7 +220,39 @@ impl Task {
     /// `WAITING → RUNNABLE`, exactly once per park. `false` if the task was not parked
     /// (already woken by someone else, cancelled, or dead): the caller must not queue it.
     pub(crate) fn make_runnable(&self) -> bool {
-        self.state.compare_exchange(WAITING, RUNNABLE, SeqCst, SeqCst).is_ok()
+        let mut cur = self.state.load(SeqCst);
+        loop {
+            if cur & 3 != WAITING as u64 {
+                return false;
+            }
+            match self.state.compare_exchange(cur, (cur & !3) | RUNNABLE as u64, SeqCst, SeqCst) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// `WAITING → RUNNABLE` only if the task is still in park number `seq` (see `state`).
+    pub(crate) fn make_runnable_if(&self, seq: u64) -> bool {
+        let parked = (seq << 2) | WAITING as u64;
+        self.state.compare_exchange(parked, (seq << 2) | RUNNABLE as u64, SeqCst, SeqCst).is_ok()
+    }
+
+    /// Which park the task is in (meaningful in a park's commit, which runs with it `WAITING`).
+    pub(crate) fn park_seq(&self) -> u64 {
+        self.state.load(SeqCst) >> 2
+    }
+
+    /// The state alone.
+    fn st(&self) -> u8 {
+        (self.state.load(Acquire) & 3) as u8
+    }
+
+    /// Sets the state, keeping the park count. Only the task's owner calls it (the thread that
+    /// runs it, or took it from a queue), never while it is `WAITING`.
+    fn set_st(&self, st: u8) {
+        let cur = self.state.load(Relaxed);
+        self.state.store((cur & !3) | st as u64, Release);
     }
 
     /// Marks the task for unwinding at its next return from a park (shutdown).
@@ -248,7 +283,7 @@ impl Task {
         // SAFETY: an unstarted task's cell is touched only by the thread that holds it, which
         // took it from a queue: that is us.
         let entry = unsafe { (*self.cell.get()).entry.take() };
-        self.state.store(DEAD, Release);
+        self.set_st(DEAD);
         drop(entry);
         self.join.complete(Err(JoinError::Cancelled));
     }
@@ -299,11 +334,11 @@ impl Task {
         worker: usize,
         stacks: &mut StackPool,
     ) -> (TaskRef, io::Result<Outcome>) {
-        let prev = task.state.load(Acquire);
+        let prev = task.st();
         assert_eq!(prev, RUNNABLE, "gort: resumed task {} in state {prev}", task.id);
         debug_assert!(!in_task(), "gort: resume called from inside a task");
         // A plain store: a RUNNABLE task is owned by whoever took it from a queue (us).
-        task.state.store(RUNNING, Release);
+        task.set_st(RUNNING);
         let ptr = task.cell.get();
         let sched = SCHED.with(|s| s.get());
         // SAFETY: this thread is the only one touching `cell` (invariants): either the task
@@ -317,7 +352,7 @@ impl Task {
             let stack = match stacks.get(task.stack_size) {
                 Ok(s) => s,
                 Err(e) => {
-                    task.state.store(RUNNABLE, Release);
+                    task.set_st(RUNNABLE);
                     return (task, Err(e));
                 }
             };
@@ -360,14 +395,15 @@ impl Task {
     fn finish(self: &TaskRef, request: &mut Request<'_>, stacks: &mut StackPool) -> Outcome {
         match request {
             Request::Yield => {
-                self.state.store(RUNNABLE, Release);
+                self.set_st(RUNNABLE);
                 Outcome::Yielded
             }
             Request::Park(commit) => {
                 // A SeqCst read-modify-write, not a plain store: a commit that re-checks a flag
                 // (an unpark token, say) pairs with a waker that sets the flag and then CASes
                 // this word; one of the two must see the other.
-                self.state.swap(WAITING, SeqCst);
+                let cur = self.state.load(Relaxed);
+                self.state.swap((((cur >> 2) + 1) << 2) | WAITING as u64, SeqCst);
                 if commit(self) {
                     Outcome::Parked
                 } else if self.make_runnable() {
@@ -379,7 +415,7 @@ impl Task {
                 }
             }
             Request::Exit => {
-                self.state.store(DEAD, Release);
+                self.set_st(DEAD);
                 // SAFETY: the task is off its stack for good and this is its home thread, the
                 // only one touching its cell.
                 let stack = unsafe { (*self.cell.get()).stack.take() };
@@ -477,7 +513,7 @@ pub(crate) fn yield_to(pick: impl FnOnce(TaskRef) -> Result<TaskRef, TaskRef>) -
             return false;
         }
     };
-    let prev = next.state.load(Relaxed);
+    let prev = next.st();
     assert_eq!(prev, RUNNABLE, "gort: yield_to task {} in state {prev}", next.id);
     // SAFETY: `me` is still alive: `pick` queued it, and the queue is touched only by this
     // thread, which runs nothing else before the switch.
@@ -504,8 +540,8 @@ pub(crate) fn yield_to(pick: impl FnOnce(TaskRef) -> Result<TaskRef, TaskRef>) -
     }
     // Plain stores, as in `resume`: a RUNNABLE task is owned by whoever took it from a queue,
     // and a RUNNING one by its thread.
-    next.state.store(RUNNING, Release);
-    me_task.state.store(RUNNABLE, Release);
+    next.set_st(RUNNING);
+    me_task.set_st(RUNNABLE);
     // SAFETY: `next`'s record lives inside `next`, which `CURRENT` keeps alive (just below)
     // until it switches away, and a switch away resets or replaces the pointer first.
     unsafe { crate::stack::set_running(next.overflow_record()) };
@@ -579,7 +615,7 @@ impl fmt::Debug for Task {
         f.debug_struct("Task")
             .field("id", &self.id)
             .field("name", &self.name)
-            .field("state", &self.state.load(Relaxed))
+            .field("state", &self.st())
             .field("home", &self.home())
             .finish()
     }

@@ -39,8 +39,8 @@ use crate::task::{self, TaskRef};
 
 /// What a timer does when it fires.
 enum Action {
-    /// Make a sleeping task runnable (Go's `goroutineReady`).
-    Ready(TaskRef),
+    /// Make a task runnable (Go's `goroutineReady`), if it is still in park number `u64`.
+    Ready(TaskRef, u64),
     /// Start `AfterFunc`'s function in a new task, if `seq` is still the timer's.
     Func(Arc<TimerShared>, u64),
     /// A runtime-internal step that only makes tasks runnable, such as a socket deadline
@@ -167,11 +167,16 @@ impl Timers {
         }
         for action in due {
             match action {
-                Action::Ready(t) => sched::ready_tail(shared, t),
+                Action::Ready(t, seq) => sched::ready_if(shared, t, seq, false),
                 Action::Func(t, seq) => t.fire(seq),
                 Action::Call(f) => f(shared),
             }
         }
+    }
+
+    /// Arms a timer that makes `task` runnable at `when`, if it is still in park `seq`.
+    pub(crate) fn add_ready(&self, when: Instant, task: TaskRef, seq: u64) {
+        self.add(when, Action::Ready(task, seq));
     }
 
     /// A timer was stopped or reset: one entry became a zombie. Rebuild past a quarter.
@@ -224,7 +229,7 @@ pub fn sleep_until(deadline: Instant) {
     while Instant::now() < deadline {
         let timers = &w.shared.workers[w.index].timers;
         park(|t| {
-            timers.add(deadline, Action::Ready(t.clone()));
+            timers.add_ready(deadline, t.clone(), t.park_seq());
             true
         });
     }

@@ -51,7 +51,7 @@ pub use blocking::{blocking, try_blocking};
 pub(crate) use io_wait::{wait_io, wake_io};
 pub use park::yield_now;
 pub use park::{Unparker, park_current, unparker};
-pub(crate) use park::{Waker, coop_tick, park, reset_budget, wait};
+pub(crate) use park::{Waker, coop_tick, park, reset_budget, wait, wait_until};
 pub(crate) use worker::run_worker;
 
 use idle::Parker;
@@ -388,19 +388,29 @@ where
 /// there (`runnext`, so a hand-off stays on one worker). A no-op if the task was not parked
 /// (someone else woke it first, or it was cancelled).
 pub(crate) fn ready(shared: &Shared, task: TaskRef) {
-    ready_to(shared, task, true);
+    if task.make_runnable() {
+        queue_ready(shared, task, true);
+    }
 }
 
 /// [`ready`] at the back of the queue: for batches (timers, netpoll, Go's `injectglist`), which
 /// then run in the order they became ready.
 pub(crate) fn ready_tail(shared: &Shared, task: TaskRef) {
-    ready_to(shared, task, false);
+    if task.make_runnable() {
+        queue_ready(shared, task, false);
+    }
 }
 
-fn ready_to(shared: &Shared, task: TaskRef, next: bool) {
-    if !task.make_runnable() {
-        return;
+/// [`ready`] only if the task is still in park number `seq`: for wakers that may outlive the
+/// wait they were made for (a timed wait, a cancelled one). `next` as in [`ready`].
+pub(crate) fn ready_if(shared: &Shared, task: TaskRef, seq: u64, next: bool) {
+    if task.make_runnable_if(seq) {
+        queue_ready(shared, task, next);
     }
+}
+
+/// Queues a task that was just made runnable on its home worker.
+fn queue_ready(shared: &Shared, task: TaskRef, next: bool) {
     let home = task.home().expect("a parked task has started");
     match worker::current() {
         Some(w)

@@ -26,8 +26,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::thread::{self, Thread};
+use std::time::Instant;
 
-use super::{Shared, ready, worker};
+use super::{Shared, ready, ready_if, worker};
 use crate::spawn::Cancelled;
 use crate::task::{self, Request, TaskRef};
 
@@ -87,8 +88,8 @@ fn check_cancel() {
 
 /// Something parked that can be woken: a task (with its runtime) or an OS thread.
 pub(crate) enum Waker {
-    /// A parked task.
-    Task(TaskRef, Arc<Shared>),
+    /// A parked task, in park number `u64` (it wakes that park only).
+    Task(TaskRef, Arc<Shared>, u64),
     /// A sleeping OS thread.
     Thread(Arc<ThreadWaiter>),
 }
@@ -97,7 +98,7 @@ impl Waker {
     /// Wakes what is parked. Call it with no lock held.
     pub(crate) fn wake(self) {
         match self {
-            Waker::Task(t, shared) => ready(&shared, t),
+            Waker::Task(t, shared, seq) => ready_if(&shared, t, seq, true),
             Waker::Thread(w) => w.wake(),
         }
     }
@@ -106,7 +107,7 @@ impl Waker {
 impl fmt::Debug for Waker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Waker::Task(t, _) => write!(f, "Waker::Task({})", t.id()),
+            Waker::Task(t, _, seq) => write!(f, "Waker::Task({}, park {seq})", t.id()),
             Waker::Thread(w) => write!(f, "Waker::Thread({:?})", w.thread.id()),
         }
     }
@@ -130,16 +131,43 @@ impl ThreadWaiter {
 /// [`Waker`] and returns `true` if it stored it (then someone will wake it), `false` if there is
 /// no need to wait. Callers re-check their condition afterwards.
 pub(crate) fn wait(commit: impl FnOnce(Waker) -> bool) {
+    wait_until(None, commit);
+}
+
+/// [`wait`] that also ends at `deadline` (a task parks with a timer beside its waker; a thread
+/// sleeps with a timeout). Whichever comes first wakes the caller, once: the waker left behind
+/// is tied to this park and does nothing later. The caller re-checks its condition and the
+/// clock, and removes its waker from wherever `commit` put it.
+pub(crate) fn wait_until(deadline: Option<Instant>, commit: impl FnOnce(Waker) -> bool) {
     if let Some(w) = worker::current().filter(|_| task::in_task()) {
         let shared = w.shared.clone();
-        park(move |t| commit(Waker::Task(t.clone(), shared)));
+        let timers = deadline.map(|d| (d, &w.shared.workers[w.index].timers));
+        park(move |t| {
+            let seq = t.park_seq();
+            if !commit(Waker::Task(t.clone(), shared, seq)) {
+                return false;
+            }
+            if let Some((d, timers)) = timers {
+                timers.add_ready(d, t.clone(), seq);
+            }
+            true
+        });
         return;
     }
     let waiter =
         Arc::new(ThreadWaiter { thread: thread::current(), woken: AtomicBool::new(false) });
     if commit(Waker::Thread(waiter.clone())) {
         while !waiter.woken.load(Acquire) {
-            thread::park();
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    thread::park_timeout(left);
+                }
+            }
         }
     }
 }
@@ -225,5 +253,62 @@ pub(crate) fn coop_tick() {
         yield_now();
     } else {
         BUDGET.set(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::Runtime;
+
+    type Slot = Arc<Mutex<Option<Waker>>>;
+
+    fn store(slot: &Slot) -> impl FnOnce(Waker) -> bool + '_ {
+        |w| {
+            *slot.lock().unwrap() = Some(w);
+            true
+        }
+    }
+
+    #[test]
+    fn a_timed_wait_ends_at_its_deadline_and_its_stale_waker_wakes_nothing_later() {
+        for workers in [1, 2] {
+            let rt = Runtime::builder().workers(workers).build().unwrap();
+            rt.block_on(|| {
+                let (first, second): (Slot, Slot) = Default::default();
+                let done = Arc::new(AtomicBool::new(false));
+                let (f, s, d) = (first.clone(), second.clone(), done.clone());
+                let waiter = crate::go(move || {
+                    let t = Instant::now();
+                    wait_until(Some(t + Duration::from_millis(30)), store(&f));
+                    let waited = t.elapsed();
+                    // Parked again, for something else: only `second` may end this park.
+                    wait(store(&s));
+                    d.store(true, SeqCst);
+                    waited
+                });
+                crate::time::sleep(Duration::from_millis(80));
+                // The first wait timed out; its waker is stale now.
+                first.lock().unwrap().take().expect("the first waker").wake();
+                crate::time::sleep(Duration::from_millis(50));
+                assert!(!done.load(SeqCst), "a stale waker ended a later park");
+                second.lock().unwrap().take().expect("the second waker").wake();
+                let waited = waiter.join().unwrap();
+                assert!(waited >= Duration::from_millis(30), "{waited:?}");
+                assert!(done.load(SeqCst));
+            });
+        }
+    }
+
+    #[test]
+    fn a_timed_wait_on_a_thread_times_out_too() {
+        let slot: Slot = Default::default();
+        let t = Instant::now();
+        wait_until(Some(t + Duration::from_millis(20)), store(&slot));
+        assert!(t.elapsed() >= Duration::from_millis(20));
     }
 }

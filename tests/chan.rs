@@ -1,0 +1,322 @@
+//! Channels. Several tests port the shapes of Go's `runtime/chan_test.go` (Go 1.19,
+//! BSD-style license, © The Go Authors): `TestChan`, `TestNonblockRecvRace`,
+//! `TestMultiConsumer`; the others cover what Rust adds (values back on failure, drops).
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gort::chan::{self, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+use gort::{Runtime, go};
+
+fn rt(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().unwrap()
+}
+
+/// Fails instead of hanging if `f` does not finish in time (a lost wake-up).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            h.join().unwrap();
+            v
+        }
+        Err(_) if h.is_finished() => std::panic::resume_unwind(h.join().unwrap_err()),
+        Err(_) => panic!("not done within {limit:?}: a lost wake-up?"),
+    }
+}
+
+/// Go's TestChan, for each capacity.
+#[test]
+fn go_test_chan() {
+    within(Duration::from_secs(60), || {
+        rt(2).block_on(|| {
+            for cap in [0usize, 1, 2, 10, 100] {
+                // A receive from an empty channel blocks.
+                let (s, r) = chan::bounded::<usize>(cap);
+                assert_eq!(
+                    r.recv_timeout(Duration::from_millis(5)),
+                    Err(RecvTimeoutError::Timeout)
+                );
+                assert_eq!(r.try_recv(), Err(TryRecvError::Empty));
+                // A send to a full channel blocks.
+                for i in 0..cap {
+                    s.send(i).unwrap();
+                }
+                assert!(s.send_timeout(99, Duration::from_millis(5)).unwrap_err().is_timeout());
+                assert!(s.try_send(99).unwrap_err().is_full());
+                // FIFO.
+                for i in 0..cap {
+                    assert_eq!(r.recv().unwrap(), i);
+                }
+                // Closed: buffered values drain first, then errors.
+                let (s, r) = chan::bounded::<usize>(cap);
+                for i in 0..cap {
+                    s.send(i).unwrap();
+                }
+                s.close();
+                for i in 0..cap {
+                    assert_eq!(r.recv().unwrap(), i);
+                }
+                assert!(r.recv().is_err());
+                assert_eq!(s.send(7).unwrap_err().into_inner(), 7);
+                // Many senders and receivers: every value arrives once.
+                let (s, r) = chan::bounded::<usize>(cap);
+                let senders: Vec<_> = (0..4)
+                    .map(|k| {
+                        let s = s.clone();
+                        go(move || (0..1000).for_each(|i| s.send(k * 1000 + i).unwrap()))
+                    })
+                    .collect();
+                drop(s);
+                let receivers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let r = r.clone();
+                        go(move || r.iter().map(|v| v as u64).collect::<Vec<_>>())
+                    })
+                    .collect();
+                senders.into_iter().for_each(|h| h.join().unwrap());
+                let mut all: Vec<u64> =
+                    receivers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+                all.sort();
+                assert_eq!(all, (0..4000).collect::<Vec<u64>>(), "cap {cap}");
+            }
+        })
+    });
+}
+
+/// Go's TestNonblockRecvRace: a value sent before a non-blocking receive is always seen.
+#[test]
+fn go_nonblock_recv_race() {
+    within(Duration::from_secs(60), || {
+        rt(2).block_on(|| {
+            for _ in 0..10_000 {
+                let (s, r) = chan::bounded::<i32>(1);
+                s.send(1).unwrap();
+                let h = go(move || r.try_recv());
+                assert_eq!(h.join().unwrap(), Ok(1));
+            }
+        })
+    });
+}
+
+/// Go's TestMultiConsumer: nwork workers share one channel of ints, each adds what it
+/// receives; the sums and counts must match what was sent.
+#[test]
+fn go_multi_consumer() {
+    const NWORK: usize = 23;
+    const NITER: usize = 27_182;
+    within(Duration::from_secs(120), || {
+        rt(2).block_on(|| {
+            let pn = [2, 3, 7, 11, 13, 17, 19, 23, 27, 31];
+            let (s, r) = chan::bounded::<usize>(1);
+            let (rs, rr) = chan::bounded::<(usize, usize)>(NWORK);
+            for _ in 0..NWORK {
+                let (r, rs) = (r.clone(), rs.clone());
+                go(move || {
+                    let (mut sum, mut n) = (0, 0);
+                    for v in r.iter() {
+                        // Mess with the fairness of the channel's queues, as Go's test does.
+                        if v.is_multiple_of(3) {
+                            gort::yield_now();
+                        }
+                        sum += v;
+                        n += 1;
+                    }
+                    rs.send((n, sum)).unwrap();
+                });
+            }
+            drop((r, rs));
+            let mut expect = 0;
+            for i in 0..NITER {
+                let v = pn[i % pn.len()];
+                expect += v;
+                s.send(v).unwrap();
+            }
+            drop(s);
+            let (mut n, mut sum) = (0, 0);
+            for (wn, wsum) in rr.iter() {
+                n += wn;
+                sum += wsum;
+            }
+            assert_eq!((n, sum), (NITER, expect));
+        })
+    });
+}
+
+#[test]
+fn an_unbuffered_send_completes_only_when_taken() {
+    rt(2).block_on(|| {
+        let (s, r) = chan::bounded::<u32>(0);
+        let taken = Arc::new(AtomicUsize::new(0));
+        let t2 = taken.clone();
+        let sender = go(move || {
+            s.send(5).unwrap();
+            t2.load(SeqCst)
+        });
+        gort::time::sleep(Duration::from_millis(30));
+        assert!(!sender.is_finished(), "a rendezvous send completed with nobody receiving");
+        taken.store(1, SeqCst);
+        assert_eq!(r.recv().unwrap(), 5);
+        assert_eq!(sender.join().unwrap(), 1);
+    });
+}
+
+#[test]
+fn close_wakes_every_receiver_and_gives_parked_senders_their_values() {
+    rt(2).block_on(|| {
+        let (s, r) = chan::bounded::<u32>(0);
+        let receivers: Vec<_> = (0..10)
+            .map(|_| {
+                let r = r.clone();
+                go(move || r.recv())
+            })
+            .collect();
+        gort::time::sleep(Duration::from_millis(20));
+        s.close();
+        for h in receivers {
+            assert!(h.join().unwrap().is_err());
+        }
+        let (s, r) = chan::bounded::<u32>(0);
+        let senders: Vec<_> = (0..10)
+            .map(|i| {
+                let s = s.clone();
+                go(move || s.send(i).unwrap_err().into_inner())
+            })
+            .collect();
+        gort::time::sleep(Duration::from_millis(20));
+        s.close();
+        let mut back: Vec<u32> = senders.into_iter().map(|h| h.join().unwrap()).collect();
+        back.sort();
+        assert_eq!(back, (0..10).collect::<Vec<_>>());
+        drop(r);
+    });
+}
+
+#[test]
+fn dropping_every_receiver_makes_sends_fail() {
+    rt(2).block_on(|| {
+        let (s, r) = chan::bounded::<u32>(0);
+        let blocked = {
+            let s = s.clone();
+            go(move || s.send(1))
+        };
+        gort::time::sleep(Duration::from_millis(20));
+        drop(r);
+        assert_eq!(blocked.join().unwrap().unwrap_err().into_inner(), 1);
+        assert!(matches!(s.try_send(2), Err(TrySendError::Disconnected(2))));
+    });
+}
+
+#[test]
+fn dropping_every_sender_closes() {
+    rt(2).block_on(|| {
+        let (s, r) = chan::unbounded::<u32>();
+        s.send(1).unwrap();
+        drop(s);
+        assert_eq!(r.recv(), Ok(1));
+        assert!(r.recv().is_err());
+        assert!(r.is_closed());
+    });
+}
+
+struct Counted(Arc<AtomicUsize>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn buffered_items_are_dropped_exactly_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    {
+        let (s, r) = chan::bounded::<Counted>(100);
+        for _ in 0..100 {
+            s.send(Counted(drops.clone())).unwrap();
+        }
+        // Some received and dropped, the rest go with the channel.
+        for _ in 0..30 {
+            drop(r.recv().unwrap());
+        }
+        assert_eq!(drops.load(SeqCst), 30);
+        let (u, ur) = chan::unbounded::<Counted>();
+        for _ in 0..50 {
+            u.send(Counted(drops.clone())).unwrap();
+        }
+        drop((s, r, u, ur));
+    }
+    assert_eq!(drops.load(SeqCst), 150);
+}
+
+#[test]
+fn plain_threads_send_and_receive_with_tasks() {
+    within(Duration::from_secs(30), || {
+        let rt = rt(2);
+        let (s, r) = chan::bounded::<u64>(4);
+        let (back_s, back_r) = chan::bounded::<u64>(0);
+        // A task receives from a thread and answers on a rendezvous channel.
+        let task = rt.handle().go(move || {
+            for v in r.iter() {
+                back_s.send(v * 2).unwrap();
+            }
+        });
+        let thread_sender = thread::spawn(move || (0..1000).for_each(|i| s.send(i).unwrap()));
+        let sum: u64 = (0..1000).map(|_| back_r.recv().unwrap()).sum();
+        thread_sender.join().unwrap();
+        task.join().unwrap();
+        assert_eq!(sum, 2 * 999 * 1000 / 2);
+    });
+}
+
+#[test]
+fn timeouts_are_never_early_and_never_lose_a_value() {
+    rt(2).block_on(|| {
+        let (s, r) = chan::bounded::<u32>(0);
+        for ms in [1u64, 10, 30] {
+            let t = Instant::now();
+            assert_eq!(r.recv_timeout(Duration::from_millis(ms)), Err(RecvTimeoutError::Timeout));
+            assert!(t.elapsed() >= Duration::from_millis(ms));
+            let t = Instant::now();
+            assert!(matches!(
+                s.send_timeout(1, Duration::from_millis(ms)),
+                Err(SendTimeoutError::Timeout(1))
+            ));
+            assert!(t.elapsed() >= Duration::from_millis(ms));
+        }
+        // Racing timeouts against sends: each value is received once or comes back.
+        let (s, r) = chan::bounded::<u32>(0);
+        let sender = go(move || {
+            let mut back = 0;
+            for i in 0..2000 {
+                if s.send_timeout(i, Duration::from_micros(50)).is_err() {
+                    back += 1;
+                }
+            }
+            back
+        });
+        let mut got = 0;
+        loop {
+            match r.recv_timeout(Duration::from_micros(70)) {
+                Ok(_) => got += 1,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        assert_eq!(got + sender.join().unwrap(), 2000);
+    });
+}
+
+#[test]
+fn never_never_receives() {
+    rt(1).block_on(|| {
+        let r = chan::never::<u8>();
+        let t = Instant::now();
+        assert_eq!(r.recv_timeout(Duration::from_millis(20)), Err(RecvTimeoutError::Timeout));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+    });
+}
