@@ -25,7 +25,7 @@
 //! | `wakep`, `nmspinning`, `stopm`       | `Shared::wakep`, `Worker::sleep`           | `sched/`          |
 //! | `Gosched`                            | [`yield_now`]                              | `sched/park.rs`   |
 //! | `entersyscall` (giving the P away)   | [`blocking`]                               | `sched/blocking.rs` |
-//! | `time.Sleep`, `time.AfterFunc`       | [`time::sleep`], [`time::after_func`]      | `time.rs`         |
+//! | `time.Sleep`, `After`, `Tick`, `AfterFunc` | [`time::sleep`], [`time::after`], [`time::Ticker`], [`time::after_func`] | `time.rs` |
 //! | `GOMAXPROCS`, `main`                 | [`Runtime::builder`], [`run`]              | `runtime.rs`      |
 //! | `make(chan T, n)`, `<-ch`, `close`  | [`chan::bounded`], [`chan::Receiver::recv`], [`chan::Sender::close`] | `chan/` |
 //! | `GODEBUG=schedtrace=1000`            | `GORT_SCHEDTRACE=1000`                     | `trace.rs`        |

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use crate::chan::{self, Receiver, Sender};
 use crate::sched::{self, Shared, park, worker};
 use crate::task::{self, TaskRef};
 
@@ -324,5 +325,141 @@ impl Timer {
             self.arm(Instant::now() + d, &shared);
         }
         was_armed
+    }
+}
+
+/// Go's `time.After`: a channel that receives the time once, after `d`. Works in `select!`-style
+/// code and from plain threads (outside a runtime a helper thread waits instead of a timer).
+pub fn after(d: Duration) -> Receiver<Instant> {
+    let (s, r) = chan::bounded(1);
+    let when = Instant::now() + d;
+    match worker::current() {
+        Some(w) => call_at(&w.shared, when, move |_| {
+            let _ = s.try_send(Instant::now());
+        }),
+        None => {
+            let spawned = std::thread::Builder::new().name("gort-after".into()).spawn(move || {
+                std::thread::sleep(when.saturating_duration_since(Instant::now()));
+                let _ = s.try_send(Instant::now());
+            });
+            if let Err(e) = spawned {
+                panic!("gort::time::after outside a runtime: cannot start its thread: {e}");
+            }
+        }
+    }
+    r
+}
+
+/// Go's `time.Tick`: a channel that receives the time every `d`, for as long as the receiver
+/// lives. A slow receiver loses ticks, as in Go.
+///
+/// # Panics
+/// If `d` is zero (Go: "non-positive interval for NewTicker"), or outside a runtime.
+pub fn tick(d: Duration) -> Receiver<Instant> {
+    Ticker::new(d).into_receiver()
+}
+
+/// Go's `time.Ticker`: delivers the time on [`Ticker::receiver`] every period; missed periods
+/// are skipped, and a full channel drops the tick (the buffer holds one).
+pub struct Ticker {
+    inner: Arc<TickerShared>,
+    rx: Receiver<Instant>,
+    /// Dropping the ticker stops it, unless its receiver was taken over (`time::tick`).
+    stop_on_drop: bool,
+}
+
+struct TickerShared {
+    /// Bumped by `stop` and `reset`: a tick armed under an older value does nothing.
+    seq: AtomicU64,
+    period: Mutex<Duration>,
+    tx: Sender<Instant>,
+    shared: Weak<Shared>,
+}
+
+impl fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticker").field("period", &*lock_period(&self.inner)).finish()
+    }
+}
+
+fn lock_period(t: &TickerShared) -> MutexGuard<'_, Duration> {
+    t.period.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TickerShared {
+    fn arm(self: &Arc<Self>, when: Instant, seq: u64) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let me = self.clone();
+        call_at(&shared, when, move |_| me.fire(when, seq));
+    }
+
+    fn fire(self: &Arc<Self>, when: Instant, seq: u64) {
+        if self.seq.load(SeqCst) != seq {
+            return;
+        }
+        let now = Instant::now();
+        if let Err(chan::TrySendError::Disconnected(_)) = self.tx.try_send(now) {
+            return; // nobody can receive ticks any more: stop re-arming
+        }
+        // Go's runOneTimer: the next tick after now, skipping the periods that were missed.
+        let period = *lock_period(self);
+        let mut next = when + period;
+        if next <= now {
+            let missed = (now - next).as_nanos() / period.as_nanos() + 1;
+            next += period * missed.min(u32::MAX as u128) as u32;
+        }
+        self.arm(next, seq);
+    }
+}
+
+impl Ticker {
+    /// Go's `time.NewTicker`.
+    ///
+    /// # Panics
+    /// If `d` is zero, or outside a runtime.
+    pub fn new(d: Duration) -> Ticker {
+        assert!(!d.is_zero(), "gort::time::Ticker: non-positive interval");
+        let w = worker::current().expect("gort::time::Ticker used outside a runtime");
+        let (tx, rx) = chan::bounded(1);
+        let inner = Arc::new(TickerShared {
+            seq: AtomicU64::new(0),
+            period: Mutex::new(d),
+            tx,
+            shared: Arc::downgrade(&w.shared),
+        });
+        inner.arm(Instant::now() + d, 0);
+        Ticker { inner, rx, stop_on_drop: true }
+    }
+
+    /// The channel the ticks arrive on.
+    pub fn receiver(&self) -> &Receiver<Instant> {
+        &self.rx
+    }
+
+    /// The channel, keeping the ticker running for as long as it lives (Go's `time.Tick`).
+    pub fn into_receiver(mut self) -> Receiver<Instant> {
+        self.stop_on_drop = false;
+        self.rx.clone()
+    }
+
+    /// Go's `Ticker.Stop`: no more ticks (the channel is not closed, as in Go).
+    pub fn stop(&self) {
+        self.inner.seq.fetch_add(1, SeqCst);
+    }
+
+    /// Go's `Ticker.Reset`: a new period, counted from now (it also restarts a stopped ticker).
+    pub fn reset(&self, d: Duration) {
+        assert!(!d.is_zero(), "gort::time::Ticker: non-positive interval");
+        let seq = self.inner.seq.fetch_add(1, SeqCst) + 1;
+        *lock_period(&self.inner) = d;
+        self.inner.arm(Instant::now() + d, seq);
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        if self.stop_on_drop {
+            self.stop();
+        }
     }
 }

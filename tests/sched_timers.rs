@@ -126,3 +126,49 @@ fn many_stops_do_not_grow_the_heap_without_bound() {
         assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     });
 }
+
+#[test]
+fn after_delivers_once_not_early_and_from_threads_too() {
+    rt(2).block_on(|| {
+        let t = Instant::now();
+        let r = gort::time::after(Duration::from_millis(30));
+        let at = r.recv().unwrap();
+        assert!(at - t >= Duration::from_millis(30));
+        assert!(r.recv_timeout(Duration::from_millis(50)).is_err(), "after delivers once");
+    });
+    let t = Instant::now();
+    let r = gort::time::after(Duration::from_millis(20));
+    assert!(r.recv().unwrap() - t >= Duration::from_millis(20));
+}
+
+#[test]
+fn a_ticker_ticks_skips_for_slow_receivers_and_stops() {
+    rt(2).block_on(|| {
+        let ticker = gort::time::Ticker::new(Duration::from_millis(10));
+        let t = Instant::now();
+        let mut last = t;
+        for _ in 0..5 {
+            let at = ticker.receiver().recv().unwrap();
+            assert!(at >= last);
+            last = at;
+        }
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // A slow receiver: the buffer holds one tick, the rest are dropped.
+        sleep(Duration::from_millis(60));
+        assert!(ticker.receiver().try_recv().is_ok());
+        assert!(ticker.receiver().try_recv().is_err());
+        ticker.stop();
+        let _ = ticker.receiver().try_recv();
+        assert!(
+            ticker.receiver().recv_timeout(Duration::from_millis(40)).is_err(),
+            "ticked after stop"
+        );
+        ticker.reset(Duration::from_millis(5));
+        assert!(
+            ticker.receiver().recv_timeout(Duration::from_millis(500)).is_ok(),
+            "reset restarts"
+        );
+        let tick = gort::time::tick(Duration::from_millis(5));
+        assert!(tick.recv().is_ok() && tick.recv().is_ok());
+    });
+}
