@@ -26,6 +26,7 @@
 //! | `Gosched`                            | [`yield_now`]                              | `sched/park.rs`   |
 //! | `entersyscall` (giving the P away)   | [`blocking`]                               | `sched/blocking.rs` |
 //! | `time.Sleep`, `After`, `Tick`, `AfterFunc` | [`time::sleep`], [`time::after`], [`time::Ticker`], [`time::after_func`] | `time.rs` |
+//! | `sync.WaitGroup`, `Mutex`, `RWMutex`, `Once` | [`sync::WaitGroup`], [`sync::Mutex`], [`sync::RwLock`], [`sync::Once`] | `sync/` |
 //! | `GOMAXPROCS`, `main`                 | [`Runtime::builder`], [`run`]              | `runtime.rs`      |
 //! | `make(chan T, n)`, `<-ch`, `close`  | [`chan::bounded`], [`chan::Receiver::recv`], [`chan::Sender::close`] | `chan/` |
 //! | `GODEBUG=schedtrace=1000`            | `GORT_SCHEDTRACE=1000`                     | `trace.rs`        |
@@ -52,6 +53,7 @@ mod runtime;
 mod sched;
 mod spawn;
 mod stack;
+pub mod sync;
 pub mod task;
 pub mod time;
 mod trace;

@@ -1,0 +1,161 @@
+//! Channels against tokio and crossbeam, side by side in one run.
+//!
+//! Run: `cargo bench --bench chan`
+//!
+//! | group        | gort                                   | others                                         |
+//! |--------------|----------------------------------------|------------------------------------------------|
+//! | `ping_pong`  | two tasks, two `bounded(0)` channels, 1 worker; one iteration = there and back | tokio current-thread, two `mpsc::channel(1)` |
+//! | `mpmc_4x4`   | 4 sender tasks × 4 receiver tasks through `bounded(64)`, 2 workers; one iteration = one message | crossbeam-channel `bounded(64)` on 8 OS threads; async-channel `bounded(64)` on tokio multi-thread (2 workers) |
+
+#![allow(missing_docs)] // criterion_group! generates `pub fn benches` without docs
+
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn ping_pong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ping_pong");
+    let rt = gort::Runtime::builder().workers(1).build().unwrap();
+    g.bench_function("gort_unbuffered", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(move || {
+                let (ping_tx, ping_rx) = gort::chan::bounded::<u64>(0);
+                let (pong_tx, pong_rx) = gort::chan::bounded::<u64>(0);
+                let echo = gort::go(move || {
+                    for v in ping_rx.iter() {
+                        pong_tx.send(v).unwrap();
+                    }
+                });
+                let t = Instant::now();
+                for i in 0..iters {
+                    ping_tx.send(i).unwrap();
+                    pong_rx.recv().unwrap();
+                }
+                let e = t.elapsed();
+                drop(ping_tx);
+                echo.join().unwrap();
+                e
+            })
+        })
+    });
+    let trt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    g.bench_function("tokio_mpsc_ct", |b| {
+        b.iter_custom(|iters| {
+            trt.block_on(async move {
+                let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+                let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
+                let echo = tokio::spawn(async move {
+                    while let Some(v) = ping_rx.recv().await {
+                        pong_tx.send(v).await.unwrap();
+                    }
+                });
+                let t = Instant::now();
+                for i in 0..iters {
+                    ping_tx.send(i).await.unwrap();
+                    pong_rx.recv().await.unwrap();
+                }
+                let e = t.elapsed();
+                drop(ping_tx);
+                echo.await.unwrap();
+                e
+            })
+        })
+    });
+    g.finish();
+}
+
+const PER_SENDER: u64 = 25_000;
+
+fn mpmc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mpmc_4x4");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(4 * PER_SENDER));
+    let rt = gort::Runtime::builder().workers(2).build().unwrap();
+    g.bench_function("gort_bounded64", |b| {
+        b.iter(|| {
+            rt.block_on(|| {
+                let (tx, rx) = gort::chan::bounded::<u64>(64);
+                let senders: Vec<_> = (0..4)
+                    .map(|_| {
+                        let tx = tx.clone();
+                        gort::go(move || (0..PER_SENDER).for_each(|i| tx.send(i).unwrap()))
+                    })
+                    .collect();
+                drop(tx);
+                let receivers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        gort::go(move || rx.iter().count())
+                    })
+                    .collect();
+                senders.into_iter().for_each(|h| h.join().unwrap());
+                let n: usize = receivers.into_iter().map(|h| h.join().unwrap()).sum();
+                assert_eq!(n as u64, 4 * PER_SENDER);
+            })
+        })
+    });
+    g.bench_function("crossbeam_threads", |b| {
+        b.iter(|| {
+            let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
+            let senders: Vec<_> = (0..4)
+                .map(|_| {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || (0..PER_SENDER).for_each(|i| tx.send(i).unwrap()))
+                })
+                .collect();
+            drop(tx);
+            let receivers: Vec<_> = (0..4)
+                .map(|_| {
+                    let rx = rx.clone();
+                    std::thread::spawn(move || rx.iter().count())
+                })
+                .collect();
+            senders.into_iter().for_each(|h| h.join().unwrap());
+            let n: usize = receivers.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(n as u64, 4 * PER_SENDER);
+        })
+    });
+    let trt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    g.bench_function("async_channel_tokio_mt", |b| {
+        b.iter(|| {
+            trt.block_on(async {
+                let (tx, rx) = async_channel::bounded::<u64>(64);
+                let senders: Vec<_> = (0..4)
+                    .map(|_| {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            for i in 0..PER_SENDER {
+                                tx.send(i).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                drop(tx);
+                let receivers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        tokio::spawn(async move {
+                            let mut n = 0usize;
+                            while rx.recv().await.is_ok() {
+                                n += 1;
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                for s in senders {
+                    s.await.unwrap();
+                }
+                let mut n = 0;
+                for r in receivers {
+                    n += r.await.unwrap();
+                }
+                assert_eq!(n as u64, 4 * PER_SENDER);
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ping_pong, mpmc);
+criterion_main!(benches);
