@@ -2,38 +2,21 @@
 //! BSD-style license, © The Go Authors): `TestChan`, `TestNonblockRecvRace`,
 //! `TestMultiConsumer`; the others cover what Rust adds (values back on failure, drops).
 
+mod util;
+
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use gort::chan::{self, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-use gort::{Runtime, go};
-
-fn rt(workers: usize) -> Runtime {
-    Runtime::builder().workers(workers).build().unwrap()
-}
-
-/// Fails instead of hanging if `f` does not finish in time (a lost wake-up).
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            h.join().unwrap();
-            v
-        }
-        Err(_) if h.is_finished() => std::panic::resume_unwind(h.join().unwrap_err()),
-        Err(_) => panic!("not done within {limit:?}: a lost wake-up?"),
-    }
-}
+use gort::go;
+use util::{rt, within};
 
 /// Go's TestChan, for each capacity.
 #[test]
 fn go_test_chan() {
-    within(Duration::from_secs(60), || {
+    within(Duration::from_secs(60), "chan", || {
         rt(2).block_on(|| {
             for cap in [0usize, 1, 2, 10, 100] {
                 // A receive from an empty channel blocks.
@@ -92,7 +75,7 @@ fn go_test_chan() {
 /// Go's TestNonblockRecvRace: a value sent before a non-blocking receive is always seen.
 #[test]
 fn go_nonblock_recv_race() {
-    within(Duration::from_secs(60), || {
+    within(Duration::from_secs(60), "chan", || {
         rt(2).block_on(|| {
             for _ in 0..10_000 {
                 let (s, r) = chan::bounded::<i32>(1);
@@ -110,7 +93,7 @@ fn go_nonblock_recv_race() {
 fn go_multi_consumer() {
     const NWORK: usize = 23;
     const NITER: usize = 27_182;
-    within(Duration::from_secs(120), || {
+    within(Duration::from_secs(120), "chan", || {
         rt(2).block_on(|| {
             let pn = [2, 3, 7, 11, 13, 17, 19, 23, 27, 31];
             let (s, r) = chan::bounded::<usize>(1);
@@ -255,7 +238,7 @@ fn buffered_items_are_dropped_exactly_once() {
 
 #[test]
 fn plain_threads_send_and_receive_with_tasks() {
-    within(Duration::from_secs(30), || {
+    within(Duration::from_secs(30), "chan", || {
         let rt = rt(2);
         let (s, r) = chan::bounded::<u64>(4);
         let (back_s, back_r) = chan::bounded::<u64>(0);

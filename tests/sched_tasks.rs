@@ -4,6 +4,8 @@
 //! Run them once more with every wake-up sent through the cross-worker inbox:
 //! `GORT_STRESS_INBOX=1 cargo test --test sched_tasks` (CI does).
 
+mod util;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, mpsc};
@@ -11,33 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gort::{Runtime, task};
-
-fn rt(workers: usize) -> Runtime {
-    Runtime::builder().workers(workers).build().expect("runtime")
-}
-
-/// Runs `f` on a thread and fails if it takes longer than `limit` (a lost wake-up hangs).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            h.join().unwrap();
-            v
-        }
-        Err(_) if h.is_finished() => match h.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!(),
-        },
-        Err(_) => panic!("{what}: not done within {limit:?} (a lost wake-up?)"),
-    }
-}
+use util::{rt, within};
 
 #[test]
 fn hundred_thousand_tasks_spawned_and_joined() {

@@ -4,41 +4,16 @@
 //! Run them once more with every wake-up sent through the cross-worker inbox:
 //! `GORT_STRESS_INBOX=1 cargo test --test sync`.
 
+mod util;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gort::Runtime;
 use gort::sync::{Mutex, Once, RwLock, WaitGroup};
-
-fn rt(workers: usize) -> Runtime {
-    Runtime::builder().workers(workers).build().expect("runtime")
-}
-
-/// Runs `f` on a thread and fails if it takes longer than `limit` (a lost wake-up hangs).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            h.join().unwrap();
-            v
-        }
-        Err(_) if h.is_finished() => match h.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!(),
-        },
-        Err(_) => panic!("{what}: not done within {limit:?} (a lost wake-up?)"),
-    }
-}
+use util::{rt, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -115,7 +115,8 @@ impl Fd {
 }
 
 /// `std::io::Read` and `Write` for a stream type and for a shared reference to it (so a reader
-/// task and a writer task can share one connection), all through its `fd`.
+/// task and a writer task can share one connection), `AsRawFd`, and the stream-only methods,
+/// all through its `fd`.
 macro_rules! stream_io {
     ($t:ty) => {
         impl std::io::Read for $t {
@@ -167,7 +168,74 @@ macro_rules! stream_io {
                 self.fd.raw()
             }
         }
+
+        impl $t {
+            /// Reads without taking the data off the socket; parks like `read`.
+            pub fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.fd.peek_stream(buf)
+            }
+
+            /// Parks until a read may make progress (data, EOF, an error), the socket closes,
+            /// or the read deadline passes: for servers that read until EAGAIN themselves.
+            pub fn wait_readable(&self) -> std::io::Result<()> {
+                self.fd.wait_ready(reactor::Mode::Read)
+            }
+
+            /// Parks until a write may make progress, the socket closes, or the write deadline
+            /// passes.
+            pub fn wait_writable(&self) -> std::io::Result<()> {
+                self.fd.wait_ready(reactor::Mode::Write)
+            }
+
+            /// Shuts down one or both directions (the peer reads EOF after a write shutdown).
+            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+                self.fd.shutdown(how)
+            }
+
+            /// Go's `CloseRead`.
+            pub fn close_read(&self) -> std::io::Result<()> {
+                self.shutdown(std::net::Shutdown::Read)
+            }
+
+            /// Go's `CloseWrite`: the peer reads EOF; this side may still read.
+            pub fn close_write(&self) -> std::io::Result<()> {
+                self.shutdown(std::net::Shutdown::Write)
+            }
+        }
     };
 }
 
-pub(crate) use stream_io;
+/// `close` and the deadline setters of a connection type (Go's `net.Conn` methods), through
+/// its `fd`.
+macro_rules! conn_methods {
+    ($t:ty) => {
+        impl $t {
+            /// Go's `Close`: wakes every task blocked on this socket with the closed error
+            /// ([`is_closed`](crate::net::is_closed)), waits for the operations in flight,
+            /// deregisters and closes the fd. A second call returns the closed error and does
+            /// nothing else.
+            pub fn close(&self) -> std::io::Result<()> {
+                self.fd.close()
+            }
+
+            /// Go's `SetDeadline`: both directions. `None` removes it.
+            pub fn set_deadline(&self, t: Option<std::time::Instant>) -> std::io::Result<()> {
+                self.fd.set_deadline(reactor::Mode::Read, t)?;
+                self.fd.set_deadline(reactor::Mode::Write, t)
+            }
+
+            /// Go's `SetReadDeadline`: once passed, every read fails with `TimedOut` until the
+            /// deadline is moved or removed.
+            pub fn set_read_deadline(&self, t: Option<std::time::Instant>) -> std::io::Result<()> {
+                self.fd.set_deadline(reactor::Mode::Read, t)
+            }
+
+            /// Go's `SetWriteDeadline`: once passed, every write fails with `TimedOut`.
+            pub fn set_write_deadline(&self, t: Option<std::time::Instant>) -> std::io::Result<()> {
+                self.fd.set_deadline(reactor::Mode::Write, t)
+            }
+        }
+    };
+}
+
+pub(crate) use {conn_methods, stream_io};

@@ -22,7 +22,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use reactor::Mode;
 use reactor::socket::{DEFAULT_KEEPALIVE, Domain, SockAddr, Socket, Type};
 
 use super::fd::Fd;
-use super::stream::stream_io;
+use super::stream::{conn_methods, stream_io};
 use super::{each_addr, resolve};
 
 /// The listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
@@ -153,60 +153,6 @@ impl TcpStream {
         connect_one(*addr, Some(Instant::now() + d))
     }
 
-    /// Reads without taking the data off the socket; parks like `read`.
-    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.peek_stream(buf)
-    }
-
-    /// Parks until a read may make progress (data, EOF, an error), the socket closes, or the
-    /// read deadline passes: for servers that read until EAGAIN themselves.
-    pub fn wait_readable(&self) -> io::Result<()> {
-        self.fd.wait_ready(Mode::Read)
-    }
-
-    /// Parks until a write may make progress, the socket closes, or the write deadline passes.
-    pub fn wait_writable(&self) -> io::Result<()> {
-        self.fd.wait_ready(Mode::Write)
-    }
-
-    /// Shuts down one or both directions (the peer sees EOF after a write shutdown).
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.fd.shutdown(how)
-    }
-
-    /// Go's `CloseRead`.
-    pub fn close_read(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Read)
-    }
-
-    /// Go's `CloseWrite`: the peer reads EOF; this side may still read.
-    pub fn close_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    /// Go's `Close`: wakes every task blocked on this connection with the closed error, waits
-    /// for operations in flight, deregisters and closes the fd. A second call returns the
-    /// closed error and does nothing else.
-    pub fn close(&self) -> io::Result<()> {
-        self.fd.close()
-    }
-
-    /// Go's `SetDeadline`: both directions. `None` removes it.
-    pub fn set_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)?;
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
-    /// Go's `SetReadDeadline`: once passed, every read fails with `TimedOut` until it is moved.
-    pub fn set_read_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)
-    }
-
-    /// Go's `SetWriteDeadline`.
-    pub fn set_write_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
     /// `TCP_NODELAY` (on by default, as in Go).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.fd.with(|s| s.set_nodelay(on))
@@ -270,6 +216,7 @@ fn connect_one(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStr
 }
 
 stream_io!(TcpStream);
+conn_methods!(TcpStream);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -33,12 +33,12 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Instant;
 
 use reactor::Mode;
 use reactor::socket::{Domain, SockAddr, Socket, Type};
 
 use super::fd::Fd;
+use super::stream::conn_methods;
 use super::{each_addr, resolve};
 
 fn domain(a: &SocketAddr) -> Domain {
@@ -145,22 +145,6 @@ impl UdpSocket {
         Ok((n, inet(from)?))
     }
 
-    /// Go's `SetDeadline`: both directions. `None` removes it.
-    pub fn set_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)?;
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
-    /// Go's `SetReadDeadline`: once passed, every receive fails with `TimedOut` until it moves.
-    pub fn set_read_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)
-    }
-
-    /// Go's `SetWriteDeadline`.
-    pub fn set_write_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.fd.with(|s| s.local_addr()).and_then(inet)
@@ -196,14 +180,9 @@ impl UdpSocket {
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket { fd: self.fd.clone() })
     }
-
-    /// Go's `Close`: wakes every task blocked on this socket with the closed error
-    /// ([`is_closed`](super::is_closed)), waits for operations in flight, deregisters and
-    /// closes the fd. A second call returns the closed error and does nothing else.
-    pub fn close(&self) -> io::Result<()> {
-        self.fd.close()
-    }
 }
+
+conn_methods!(UdpSocket);
 
 impl AsRawFd for UdpSocket {
     fn as_raw_fd(&self) -> RawFd {

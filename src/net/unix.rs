@@ -38,7 +38,6 @@
 
 use std::fmt;
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,7 +48,7 @@ use reactor::Mode;
 use reactor::socket::{Domain, SockAddr, Socket, Type, UnixAddr};
 
 use super::fd::Fd;
-use super::stream::stream_io;
+use super::stream::{conn_methods, stream_io};
 use super::udp::datagram_io;
 
 /// The listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
@@ -204,60 +203,6 @@ impl UnixStream {
         Ok(UnixStream { fd: Fd::new(Socket::from_fd(OwnedFd::from(s))?)? })
     }
 
-    /// Reads without taking the data off the socket; parks like `read`.
-    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.peek_stream(buf)
-    }
-
-    /// Parks until a read may make progress (data, EOF, an error), the socket closes, or the
-    /// read deadline passes.
-    pub fn wait_readable(&self) -> io::Result<()> {
-        self.fd.wait_ready(Mode::Read)
-    }
-
-    /// Parks until a write may make progress, the socket closes, or the write deadline passes.
-    pub fn wait_writable(&self) -> io::Result<()> {
-        self.fd.wait_ready(Mode::Write)
-    }
-
-    /// Shuts down one or both directions (the peer reads EOF after a write shutdown).
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.fd.shutdown(how)
-    }
-
-    /// Go's `CloseRead`.
-    pub fn close_read(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Read)
-    }
-
-    /// Go's `CloseWrite`: the peer reads EOF; this side may still read.
-    pub fn close_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    /// Go's `Close`: wakes every task blocked on this connection with the closed error
-    /// ([`is_closed`](super::is_closed)), waits for operations in flight, deregisters and
-    /// closes the fd. A second call returns the closed error and does nothing else.
-    pub fn close(&self) -> io::Result<()> {
-        self.fd.close()
-    }
-
-    /// Go's `SetDeadline`: both directions. `None` removes it.
-    pub fn set_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)?;
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
-    /// Go's `SetReadDeadline`: once passed, every read fails with `TimedOut` until it is moved.
-    pub fn set_read_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)
-    }
-
-    /// Go's `SetWriteDeadline`.
-    pub fn set_write_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
     /// The peer's address (unnamed for the client end of a connection and for pairs).
     pub fn peer_addr(&self) -> io::Result<UnixAddr> {
         self.fd.with(|s| s.peer_addr()).and_then(unix)
@@ -275,6 +220,7 @@ impl UnixStream {
 }
 
 stream_io!(UnixStream);
+conn_methods!(UnixStream);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -375,22 +321,6 @@ impl UnixDatagram {
         Ok((n, unix(from)?))
     }
 
-    /// Go's `SetDeadline`: both directions. `None` removes it.
-    pub fn set_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)?;
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
-    /// Go's `SetReadDeadline`.
-    pub fn set_read_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Read, t)
-    }
-
-    /// Go's `SetWriteDeadline`.
-    pub fn set_write_deadline(&self, t: Option<Instant>) -> io::Result<()> {
-        self.fd.set_deadline(Mode::Write, t)
-    }
-
     /// The address this socket is bound to (unnamed if none).
     pub fn local_addr(&self) -> io::Result<UnixAddr> {
         self.fd.with(|s| s.local_addr()).and_then(unix)
@@ -405,12 +335,9 @@ impl UnixDatagram {
     pub fn try_clone(&self) -> io::Result<UnixDatagram> {
         Ok(UnixDatagram { fd: self.fd.clone() })
     }
-
-    /// Go's `Close`: wakes every blocked task with the closed error, then closes the fd.
-    pub fn close(&self) -> io::Result<()> {
-        self.fd.close()
-    }
 }
+
+conn_methods!(UnixDatagram);
 
 impl AsRawFd for UnixDatagram {
     fn as_raw_fd(&self) -> RawFd {
