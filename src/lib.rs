@@ -29,6 +29,7 @@
 //! | `sync.WaitGroup`, `Mutex`, `RWMutex`, `Once` | [`sync::WaitGroup`], [`sync::Mutex`], [`sync::RwLock`], [`sync::Once`] | `sync/` |
 //! | `GOMAXPROCS`, `main`                 | [`Runtime::builder`], [`run`]              | `runtime.rs`      |
 //! | `make(chan T, n)`, `<-ch`, `close`  | [`chan::bounded`], [`chan::Receiver::recv`], [`chan::Sender::close`] | `chan/` |
+//! | `context`, `errgroup`                | [`context`], [`sync::ErrGroup`]            | `context.rs`, `sync/errgroup.rs` |
 //! | `GODEBUG=schedtrace=1000`            | `GORT_SCHEDTRACE=1000`                     | `trace.rs`        |
 //!
 //! ## Where gort differs from Go
@@ -48,6 +49,7 @@
 
 mod arch;
 pub mod chan;
+pub mod context;
 pub mod net;
 mod runtime;
 mod sched;

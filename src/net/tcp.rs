@@ -33,6 +33,7 @@ use reactor::socket::{DEFAULT_KEEPALIVE, Domain, SockAddr, Socket, Type};
 use super::fd::Fd;
 use super::stream::{conn_methods, stream_io};
 use super::{each_addr, resolve};
+use crate::context::Context;
 
 /// The listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 4096;
@@ -146,6 +147,36 @@ impl TcpStream {
     /// Go's `net.Dial("tcp", addr)`: tries each resolved address in turn.
     pub fn connect<A: ToSocketAddrs + Send + 'static>(addr: A) -> io::Result<TcpStream> {
         each_addr(resolve(addr)?, |a| connect_one(a, None))
+    }
+
+    /// Go's `Dialer.DialContext`: connects unless `ctx` is cancelled or its deadline passes
+    /// first; then the error is the context's (`TimedOut` for a deadline).
+    pub fn connect_context<A: ToSocketAddrs + Send + 'static>(
+        ctx: &Context,
+        addr: A,
+    ) -> io::Result<TcpStream> {
+        if let Some(e) = ctx.err() {
+            return Err(e.into());
+        }
+        each_addr(resolve(addr)?, |a| {
+            let stream = TcpStream::from_socket(Socket::new(domain(&a), Type::Stream)?)?;
+            stream.fd.set_deadline(Mode::Write, ctx.deadline())?;
+            // Go's recipe: on cancel, a deadline in the past ends the wait for writability.
+            let fd = stream.fd.clone();
+            let watch = ctx.after_func(move || {
+                let _ = fd.set_deadline(Mode::Write, Some(Instant::now()));
+            });
+            let res = stream.fd.connect(&a.into());
+            watch.stop();
+            match (res, ctx.err()) {
+                (Ok(()), _) => {
+                    stream.fd.set_deadline(Mode::Write, None)?;
+                    Ok(stream)
+                }
+                (Err(_), Some(e)) => Err(e.into()),
+                (Err(e), None) => Err(e),
+            }
+        })
     }
 
     /// Go's `net.DialTimeout`: fails with `TimedOut` if the connection is not made in `d`.

@@ -40,12 +40,14 @@
 
 #![forbid(unsafe_code)]
 
+mod errgroup;
 mod mutex;
 mod once;
 mod rwlock;
 mod waitgroup;
 mod waitq;
 
+pub use errgroup::ErrGroup;
 pub use mutex::{Mutex, MutexGuard};
 pub use once::Once;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
