@@ -30,6 +30,7 @@
 //! | `GOMAXPROCS`, `main`                 | [`Runtime::builder`], [`run`]              | `runtime.rs`      |
 //! | `make(chan T, n)`, `<-ch`, `close`  | [`chan::bounded`], [`chan::Receiver::recv`], [`chan::Sender::close`] | `chan/` |
 //! | `context`, `errgroup`                | [`context`], [`sync::ErrGroup`]            | `context.rs`, `sync/errgroup.rs` |
+//! | `os/signal.Notify`, `Stop`           | [`signal::notify`], [`signal::stop`]        | `signal.rs`       |
 //! | `GODEBUG=schedtrace=1000`            | `GORT_SCHEDTRACE=1000`                     | `trace.rs`        |
 //!
 //! ## Where gort differs from Go
@@ -53,6 +54,7 @@ pub mod context;
 pub mod net;
 mod runtime;
 mod sched;
+pub mod signal;
 mod spawn;
 mod stack;
 pub mod sync;

@@ -62,6 +62,6 @@ mod wakeup;
 pub use error::PollError;
 pub use poll_desc::{Mode, PollDesc, Prepared, Waiter};
 pub use poller::{Poller, PollerStats};
-pub use sys::socket;
 pub use sys::{EVENTS_CAPACITY, Event, Events, Readiness};
+pub use sys::{signal, socket};
 pub use token::Token;

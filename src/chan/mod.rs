@@ -387,6 +387,11 @@ impl<T> Receiver<T> {
         self.chan.lock().closed
     }
 
+    /// Whether `other` receives from the same channel.
+    pub fn same_channel(&self, other: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+
     /// A blocking iterator: values until the channel is closed and drained (Go's `range ch`).
     pub fn iter(&self) -> Iter<'_, T> {
         Iter { rx: self }

@@ -56,6 +56,7 @@ macro_rules! syscall {
 
 mod epoll;
 mod pipe;
+pub mod signal;
 pub mod socket;
 
 pub use epoll::{EVENTS_CAPACITY, Epoll, Event, Events, Readiness};
