@@ -115,8 +115,8 @@ impl Fd {
 }
 
 /// `std::io::Read` and `Write` for a stream type and for a shared reference to it (so a reader
-/// task and a writer task can share one connection), `AsRawFd`, and the stream-only methods,
-/// all through its `fd`.
+/// task and a writer task can share one connection), and the stream-only methods, all
+/// through its `fd`.
 macro_rules! stream_io {
     ($t:ty) => {
         impl std::io::Read for $t {
@@ -163,12 +163,6 @@ macro_rules! stream_io {
                 Ok(())
             }
         }
-        impl std::os::fd::AsRawFd for $t {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                self.fd.raw()
-            }
-        }
-
         impl $t {
             /// Reads without taking the data off the socket; parks like `read`.
             pub fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -205,11 +199,38 @@ macro_rules! stream_io {
     };
 }
 
-/// `close` and the deadline setters of a connection type (Go's `net.Conn` methods), through
-/// its `fd`.
+/// What every connection type has (Go's `net.Conn` methods and more), through its `fd`:
+/// `close`, the deadline setters, `try_clone`, `AsRawFd`, and a `Debug` that shows the fd and
+/// both addresses.
 macro_rules! conn_methods {
-    ($t:ty) => {
+    ($t:ident) => {
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.fd.raw()
+            }
+        }
+
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct(stringify!($t));
+                d.field("fd", &self.fd.raw());
+                if let Ok(a) = self.local_addr() {
+                    d.field("local", &a);
+                }
+                if let Ok(a) = self.peer_addr() {
+                    d.field("peer", &a);
+                }
+                d.finish()
+            }
+        }
+
         impl $t {
+            /// Another handle to the same socket (Go shares one `net.Conn` the same way);
+            /// closing either closes both.
+            pub fn try_clone(&self) -> std::io::Result<$t> {
+                Ok($t { fd: self.fd.clone() })
+            }
+
             /// Go's `Close`: wakes every task blocked on this socket with the closed error
             /// ([`is_closed`](crate::net::is_closed)), waits for the operations in flight,
             /// deregisters and closes the fd. A second call returns the closed error and does

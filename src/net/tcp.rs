@@ -214,12 +214,6 @@ impl TcpStream {
         self.fd.with(|s| s.local_addr()).and_then(inet)
     }
 
-    /// Another handle to the same connection (Go shares one `net.Conn` the same way); closing
-    /// either closes both.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        Ok(TcpStream { fd: self.fd.clone() })
-    }
-
     /// Adopts a std stream (made non-blocking here) into the runtime.
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
         TcpStream::from_socket(Socket::from_fd(OwnedFd::from(s))?)
@@ -248,17 +242,3 @@ fn connect_one(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStr
 
 stream_io!(TcpStream);
 conn_methods!(TcpStream);
-
-impl fmt::Debug for TcpStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("TcpStream");
-        d.field("fd", &self.fd.raw());
-        if let Ok(a) = self.local_addr() {
-            d.field("local", &a);
-        }
-        if let Ok(a) = self.peer_addr() {
-            d.field("peer", &a);
-        }
-        d.finish()
-    }
-}

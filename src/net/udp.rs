@@ -28,10 +28,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use reactor::Mode;
@@ -174,32 +172,6 @@ impl UdpSocket {
     pub fn ttl(&self) -> io::Result<u32> {
         self.fd.with(|s| s.ttl())
     }
-
-    /// Another handle to the same socket (Go shares one `*UDPConn` the same way); closing either
-    /// closes both.
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        Ok(UdpSocket { fd: self.fd.clone() })
-    }
 }
 
 conn_methods!(UdpSocket);
-
-impl AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw()
-    }
-}
-
-impl fmt::Debug for UdpSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("UdpSocket");
-        d.field("fd", &self.fd.raw());
-        if let Ok(a) = self.local_addr() {
-            d.field("local", &a);
-        }
-        if let Ok(a) = self.peer_addr() {
-            d.field("peer", &a);
-        }
-        d.finish()
-    }
-}

@@ -212,29 +212,10 @@ impl UnixStream {
     pub fn local_addr(&self) -> io::Result<UnixAddr> {
         self.fd.with(|s| s.local_addr()).and_then(unix)
     }
-
-    /// Another handle to the same connection; closing either closes both.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        Ok(UnixStream { fd: self.fd.clone() })
-    }
 }
 
 stream_io!(UnixStream);
 conn_methods!(UnixStream);
-
-impl fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("UnixStream");
-        d.field("fd", &self.fd.raw());
-        if let Ok(a) = self.local_addr() {
-            d.field("local", &a);
-        }
-        if let Ok(a) = self.peer_addr() {
-            d.field("peer", &a);
-        }
-        d.finish()
-    }
-}
 
 /// Go's `net.UnixConn` over a datagram socket (`"unixgram"`): one message per call, boundaries
 /// kept. Clones (`try_clone`) share the socket.
@@ -330,31 +311,6 @@ impl UnixDatagram {
     pub fn peer_addr(&self) -> io::Result<UnixAddr> {
         self.fd.with(|s| s.peer_addr()).and_then(unix)
     }
-
-    /// Another handle to the same socket; closing either closes both.
-    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        Ok(UnixDatagram { fd: self.fd.clone() })
-    }
 }
 
 conn_methods!(UnixDatagram);
-
-impl AsRawFd for UnixDatagram {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw()
-    }
-}
-
-impl fmt::Debug for UnixDatagram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("UnixDatagram");
-        d.field("fd", &self.fd.raw());
-        if let Ok(a) = self.local_addr() {
-            d.field("local", &a);
-        }
-        if let Ok(a) = self.peer_addr() {
-            d.field("peer", &a);
-        }
-        d.finish()
-    }
-}
