@@ -29,6 +29,7 @@
 //! | `sync.WaitGroup`, `Mutex`, `RWMutex`, `Once` | [`sync::WaitGroup`], [`sync::Mutex`], [`sync::RwLock`], [`sync::Once`] | `sync/` |
 //! | `GOMAXPROCS`, `main`                 | [`Runtime::builder`], [`run`]              | `runtime.rs`      |
 //! | `make(chan T, n)`, `<-ch`, `close`  | [`chan::bounded`], [`chan::Receiver::recv`], [`chan::Sender::close`] | `chan/` |
+//! | `select { case ... }`                | [`select!`]                                | `chan/select.rs`  |
 //! | `context`, `errgroup`                | [`context`], [`sync::ErrGroup`]            | `context.rs`, `sync/errgroup.rs` |
 //! | `os/signal.Notify`, `Stop`           | [`signal::notify`], [`signal::stop`]        | `signal.rs`       |
 //! | `GODEBUG=schedtrace=1000`            | `GORT_SCHEDTRACE=1000`                     | `trace.rs`        |

@@ -2,7 +2,8 @@
 //!
 //! Mirrors: `runtime/chan.go` (Go 1.19) — `hchan` (here `State`), `sudog` (here `Sudog`),
 //! `waitq`, `chansend`, `chanrecv`, `closechan`, `send`/`recv` (the direct hand-off to a parked
-//! peer), `chanparkcommit` (unlock after the switch).
+//! peer), `chanparkcommit` (unlock after the switch). `select!` is in `select.rs`, the sudog
+//! and a select's claim in `sudog.rs`.
 //!
 //! # One channel
 //!
@@ -19,13 +20,14 @@
 //! | found under the lock                 | what happens                                             |
 //! |--------------------------------------|----------------------------------------------------------|
 //! | closed, or no receiver left          | `Err`, the value comes back                              |
-//! | a parked receiver                    | the value goes straight into its sudog; it is woken into the sender's `runnext` (Go's `send`) |
+//! | a parked receiver (that can be claimed) | the value goes straight into its sudog; it is woken into the sender's `runnext` (Go's `send`) |
 //! | room in `buf`                        | the value is queued                                      |
 //! | else                                 | park with a sudog holding the value; the lock is released by the park's commit, after the switch (Go's `chanparkcommit`) |
 //!
 //! Invariants (all under `state`'s lock):
 //! - If `recvq` is not empty, `buf` is empty; if `sendq` is not empty, `buf` is full. A sudog is
-//!   in one queue at most, and is completed (value or closed) exactly once, by whoever pops it.
+//!   in one queue at most, and is completed (value or closed) exactly once, by whoever pops it
+//!   (a select's sudog only if the pop also claims its select: `State::dequeue`).
 //! - Wake-ups happen after the lock is released (Go: no `goready` under `hchan.lock`).
 //! - A waiter that times out takes its sudog out of the queue itself; if someone completed it
 //!   first, the completion wins (the value was delivered, so the operation succeeded).
@@ -33,64 +35,30 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod select;
+mod sudog;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+#[doc(hidden)]
+pub use select::{Case, Mode, RecvCase, SendCase, select};
 
 use crate::sched::{Waker, wait_until};
+use sudog::{CLOSED, DONE, Sudog, lock};
 
-const WAITING: u8 = 0;
-const DONE: u8 = 1;
-const CLOSED: u8 = 2;
-
-/// A parked sender or receiver (Go's `sudog`): its waker, and the value in transit.
-struct Sudog<T> {
-    waker: Mutex<Option<Waker>>,
-    value: Mutex<Option<T>>,
-    /// `WAITING`, `DONE` (the value was handed over) or `CLOSED`.
-    status: AtomicU8,
-}
-
-impl<T> Sudog<T> {
-    fn new(value: Option<T>) -> Arc<Sudog<T>> {
-        Arc::new(Sudog {
-            waker: Mutex::new(None),
-            value: Mutex::new(value),
-            status: AtomicU8::new(WAITING),
-        })
-    }
-
-    /// Completes the wait (under the channel lock); returns the waker to call after unlocking.
-    fn complete(&self, status: u8) -> Option<Waker> {
-        self.status.store(status, SeqCst);
-        lock(&self.waker).take()
-    }
-
-    fn take(&self) -> Option<T> {
-        lock(&self.value).take()
-    }
-
-    fn put(&self, v: T) {
-        *lock(&self.value) = Some(v);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+type Queue<T> = VecDeque<Arc<Sudog<T>>>;
 
 struct State<T> {
     buf: VecDeque<T>,
     cap: Option<usize>,
-    recvq: VecDeque<Arc<Sudog<T>>>,
-    sendq: VecDeque<Arc<Sudog<T>>>,
+    recvq: Queue<T>,
+    sendq: Queue<T>,
     closed: bool,
     senders: usize,
     receivers: usize,
@@ -101,8 +69,20 @@ impl<T> State<T> {
         self.cap.is_none_or(|c| self.buf.len() < c)
     }
 
-    /// Removes `s` from a queue after a timed-out wait. `false` if it was already popped.
-    fn unlink(q: &mut VecDeque<Arc<Sudog<T>>>, s: &Arc<Sudog<T>>) -> bool {
+    /// Go's `waitq.dequeue`: the first sudog that may be completed; sudogs of a select that
+    /// another case already won are dropped on the way.
+    fn dequeue(q: &mut Queue<T>) -> Option<Arc<Sudog<T>>> {
+        while let Some(s) = q.pop_front() {
+            if s.claim() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Removes `s` from a queue after its wait ended some other way. `false` if it was
+    /// already popped.
+    fn unlink(q: &mut Queue<T>, s: &Arc<Sudog<T>>) -> bool {
         match q.iter().position(|x| Arc::ptr_eq(x, s)) {
             Some(i) => {
                 q.remove(i);
@@ -110,6 +90,59 @@ impl<T> State<T> {
             }
             None => false,
         }
+    }
+
+    /// The part of Go's `chansend` that never waits. `Ok` with the receiver to wake (after
+    /// unlocking); `Err((v, true))`: no room; `Err((v, false))`: closed or no receiver left.
+    fn try_send(&mut self, v: T) -> Result<Option<Waker>, (T, bool)> {
+        if self.closed || self.receivers == 0 {
+            return Err((v, false));
+        }
+        if let Some(r) = State::dequeue(&mut self.recvq) {
+            // A parked receiver: the value goes straight to it (Go's `send`).
+            return Ok(r.deliver(v));
+        }
+        if self.has_room() {
+            self.buf.push_back(v);
+            return Ok(None);
+        }
+        Err((v, true))
+    }
+
+    /// The part of Go's `chanrecv` that never waits. `Ok` with the value and the sender to wake
+    /// (after unlocking); `Err(true)`: nothing yet; `Err(false)`: closed and drained.
+    fn try_recv(&mut self) -> Result<(T, Option<Waker>), bool> {
+        if let Some(v) = self.buf.pop_front() {
+            // Room now: the first parked sender's value moves into the buffer.
+            let w = State::dequeue(&mut self.sendq).and_then(|s| {
+                let (sent, w) = s.take_sent();
+                self.buf.push_back(sent);
+                w
+            });
+            return Ok((v, w));
+        }
+        if let Some(s) = State::dequeue(&mut self.sendq) {
+            // Rendezvous: the value comes straight from the parked sender (Go's `recv`).
+            return Ok(s.take_sent());
+        }
+        if self.closed || self.senders == 0 {
+            return Err(false);
+        }
+        Err(true)
+    }
+
+    /// Completes every waiter of `q` that may still be completed with `CLOSED`.
+    fn fail_all(q: &mut Queue<T>, wakers: &mut Vec<Waker>) {
+        while let Some(s) = State::dequeue(q) {
+            wakers.extend(s.complete(CLOSED));
+        }
+    }
+}
+
+/// Calls the waker, if any, once no lock is held.
+fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
+        w.wake();
     }
 }
 
@@ -125,127 +158,96 @@ impl<T> Chan<T> {
 
     /// Go's `closechan`: completes every parked sender and receiver with `CLOSED`.
     fn close(&self) {
-        let wakers: Vec<Waker> = {
+        let mut wakers = Vec::new();
+        {
             let mut st = self.lock();
             if st.closed {
                 return;
             }
             st.closed = true;
             let st = &mut *st;
-            let q: Vec<_> = st.recvq.drain(..).chain(st.sendq.drain(..)).collect();
-            q.iter().filter_map(|s| s.complete(CLOSED)).collect()
-        };
+            State::fail_all(&mut st.recvq, &mut wakers);
+            State::fail_all(&mut st.sendq, &mut wakers);
+        }
         wakers.into_iter().for_each(Waker::wake);
     }
 
     /// Go's `chansend`. `deadline`: `Some(now)` or earlier means do not wait.
     fn send(&self, v: T, deadline: Option<Instant>, block: bool) -> Result<(), (T, bool)> {
         let mut st = self.lock();
-        if st.closed || st.receivers == 0 {
-            return Err((v, false));
-        }
-        if let Some(r) = st.recvq.pop_front() {
-            r.put(v);
-            let w = r.complete(DONE);
-            drop(st);
-            if let Some(w) = w {
-                w.wake();
+        let v = match st.try_send(v) {
+            Ok(w) => {
+                drop(st);
+                wake(w);
+                return Ok(());
             }
-            return Ok(());
-        }
-        if st.has_room() {
-            st.buf.push_back(v);
-            return Ok(());
-        }
-        if !block || deadline.is_some_and(|d| d <= Instant::now()) {
-            return Err((v, true));
-        }
+            Err((v, true)) if block && deadline.is_none_or(|d| d > Instant::now()) => v,
+            Err(e) => return Err(e),
+        };
         let me = Sudog::new(Some(v));
         let mine = me.clone();
         wait_until(deadline, move |waker| {
-            *lock(&mine.waker) = Some(waker);
+            mine.set_waker(waker);
             st.sendq.push_back(mine);
             drop(st); // Go's chanparkcommit: the lock is released once we are parked
             true
         });
-        match me.status.load(SeqCst) {
+        match self.settle(&me, |st| &mut st.sendq) {
             DONE => Ok(()),
-            CLOSED => Err((me.take().expect("a closed send keeps its value"), false)),
-            _ => {
-                // Timed out (or woken early): take the sudog back, unless someone got to it.
-                let mut st = self.lock();
-                if State::unlink(&mut st.sendq, &me) {
-                    drop(st);
-                    return Err((me.take().expect("an unsent value"), true));
-                }
-                drop(st);
-                match me.status.load(SeqCst) {
-                    DONE => Ok(()),
-                    _ => Err((me.take().expect("a closed send keeps its value"), false)),
-                }
-            }
+            status => Err((me.take().expect("an unsent value comes back"), status != CLOSED)),
         }
     }
 
     /// Go's `chanrecv`. `Err(true)`: would block / timed out; `Err(false)`: closed and drained.
     fn recv(&self, deadline: Option<Instant>, block: bool) -> Result<T, bool> {
         let mut st = self.lock();
-        if let Some(v) = st.buf.pop_front() {
-            // Room now: the first parked sender's value moves into the buffer.
-            let w = st.sendq.pop_front().and_then(|s| {
-                st.buf.push_back(s.take().expect("a parked sender has a value"));
-                s.complete(DONE)
-            });
-            drop(st);
-            if let Some(w) = w {
-                w.wake();
+        match st.try_recv() {
+            Ok((v, w)) => {
+                drop(st);
+                wake(w);
+                return Ok(v);
             }
-            return Ok(v);
-        }
-        if let Some(s) = st.sendq.pop_front() {
-            // Rendezvous: take the value straight from the parked sender (Go's `recv`).
-            let v = s.take().expect("a parked sender has a value");
-            let w = s.complete(DONE);
-            drop(st);
-            if let Some(w) = w {
-                w.wake();
-            }
-            return Ok(v);
-        }
-        if st.closed || st.senders == 0 {
-            return Err(false);
-        }
-        if !block || deadline.is_some_and(|d| d <= Instant::now()) {
-            return Err(true);
+            Err(true) if block && deadline.is_none_or(|d| d > Instant::now()) => {}
+            Err(e) => return Err(e),
         }
         let me = Sudog::new(None);
         let mine = me.clone();
         wait_until(deadline, move |waker| {
-            *lock(&mine.waker) = Some(waker);
+            mine.set_waker(waker);
             st.recvq.push_back(mine);
             drop(st);
             true
         });
-        match me.status.load(SeqCst) {
+        match self.settle(&me, |st| &mut st.recvq) {
             DONE => Ok(me.take().expect("a completed receive has a value")),
-            CLOSED => Err(false),
-            _ => {
+            status => Err(status != CLOSED),
+        }
+    }
+
+    /// After a plain wait: its final status. A wait that ended without completion (timed out)
+    /// takes its sudog back out of `queue`, unless a peer popped it first: then the peer's
+    /// completion stands (it ran under the lock we take here, so it is over).
+    fn settle(&self, me: &Arc<Sudog<T>>, queue: fn(&mut State<T>) -> &mut Queue<T>) -> u8 {
+        match me.status() {
+            sudog::WAITING => {
                 let mut st = self.lock();
-                if State::unlink(&mut st.recvq, &me) {
-                    return Err(true);
-                }
+                State::unlink(queue(&mut st), me);
                 drop(st);
-                match me.status.load(SeqCst) {
-                    DONE => Ok(me.take().expect("a completed receive has a value")),
-                    _ => Err(false),
-                }
+                me.status()
             }
+            status => status,
         }
     }
 }
 
 fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
-    let chan = Arc::new(Chan {
+    let chan = new_chan(cap);
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+/// A channel counted as having one sender and one receiver.
+fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
+    Arc::new(Chan {
         state: Mutex::new(State {
             buf: VecDeque::with_capacity(cap.unwrap_or(0).min(1024)),
             cap,
@@ -255,8 +257,7 @@ fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
             senders: 1,
             receivers: 1,
         }),
-    });
-    (Sender { chan: chan.clone() }, Receiver { chan })
+    })
 }
 
 /// Go's `make(chan T, cap)`. `bounded(0)` is Go's unbuffered channel: a send completes only
@@ -273,10 +274,8 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 /// A receiver that never receives (Go's nil channel): a receive waits forever (or until its
 /// timeout).
 pub fn never<T>() -> Receiver<T> {
-    let (s, r) = new(Some(0));
-    // A sender that exists but never sends: keep the count, drop the handle.
-    std::mem::forget(s);
-    r
+    // Counted as having a sender that never sends, so it never closes; no `Sender` exists.
+    Receiver { chan: new_chan(Some(0)) }
 }
 
 /// The sending half; clone it for more senders. When the last one goes, the channel closes.
@@ -427,16 +426,16 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let wakers: Vec<Waker> = {
+        let mut wakers = Vec::new();
+        {
             let mut st = self.chan.lock();
             st.receivers -= 1;
             if st.receivers > 0 {
                 return;
             }
             // Nobody will ever receive: parked senders fail, with their values back.
-            let q: Vec<_> = st.sendq.drain(..).collect();
-            q.iter().filter_map(|s| s.complete(CLOSED)).collect()
-        };
+            State::fail_all(&mut st.sendq, &mut wakers);
+        }
         wakers.into_iter().for_each(Waker::wake);
     }
 }

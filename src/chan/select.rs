@@ -1,0 +1,539 @@
+//! Go's `select`: wait on several channel operations, complete exactly one.
+//!
+//! Mirrors: `runtime/select.go` (Go 1.19) `selectgo`, `sellock`/`selunlock`, `selparkcommit`,
+//! `pollorder`/`lockorder`; the [`select!`](crate::select!) macro is what `cmd/compile` turns a
+//! `select` statement into (`walkSelectCases`).
+//!
+//! # One select, step by step
+//!
+//! | step | Go                          | here                                                      |
+//! |------|-----------------------------|-----------------------------------------------------------|
+//! | 1    | `pollorder`: random shuffle | [`shuffle`] (cases that are ready together win equally often) |
+//! | 2    | `lockorder`: by `hchan` address | `order`: cases sorted by channel address; a case on a channel already held is an *alias* and shares its lock |
+//! | 3    | `sellock`                   | every distinct channel locked, in address order           |
+//! | 4    | pass 1                      | each case, in poll order, tries the part of its operation that never waits; the first that completes wins: unlock, wake its peer, done |
+//! | 5    | `block == false`            | no case ready and a `default`: unlock, return `false`     |
+//! | 6    | pass 2                      | a sudog per case (all in one [`Group`]) enqueued on its channel, still under every lock |
+//! | 7    | `gopark(selparkcommit)`     | park; the commit stores the waker, then unlocks every channel |
+//! | 8    | pass 3                      | woken (or timed out): [`Group::finish`] names the winner or cancels the claim; each case unlinks its sudog, the winner reads its result |
+//!
+//! Why every lock is held from step 3 to step 7: until its sudogs are enqueued, a select cannot
+//! be claimed, so pass 1 may complete a case (and claim a peer's select) without a claim of its
+//! own; once they are enqueued, the locks keep peers out until the waker is stored. Taking the
+//! locks one at a time instead loses hand-offs between two selects on one unbuffered channel.
+//!
+//! Invariants: locks are only ever taken in address order (every other channel operation holds
+//! one lock at a time), so two selects cannot deadlock; wakers are called with no lock held; a
+//! case's sudog is in its channel's queue only between steps 6 and 8.
+//!
+//! Channels in a `select!` must carry `'static` values: two cases on one channel reach its
+//! state through [`std::any::Any`].
+
+#![forbid(unsafe_code)]
+
+use std::any::Any;
+use std::cell::Cell;
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
+
+use super::sudog::{DONE, Group, Sudog};
+use super::{Chan, Queue, Receiver, RecvError, SendError, Sender, State, wake};
+use crate::sched::{Waker, wait_until};
+
+/// How a select waits when no case is ready.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// No `default`: wait for a case.
+    Block,
+    /// `default => ..`: do not wait.
+    NonBlock,
+    /// `default(timeout) => ..`: wait until this instant.
+    Until(Instant),
+}
+
+mod private {
+    use super::*;
+
+    /// What [`select`] needs of a case; hidden so that only this module's cases exist.
+    #[allow(private_interfaces)] // sealed: callers outside the crate cannot name it
+    pub trait Sealed {
+        /// The case's channel and its lock.
+        fn held(&self) -> &dyn Lock;
+        fn held_mut(&mut self) -> &mut dyn Lock;
+        /// Step 4: completes the case if it can without waiting; `Some` with the peer to wake.
+        fn poll(&mut self, alias: Option<&mut dyn Any>) -> Option<Option<Waker>>;
+        /// Step 6: enqueues this case's sudog, as case `index` of `group`.
+        fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize);
+        /// Step 8: unlinks the sudog; the winner also takes its result.
+        fn finish(&mut self, won: bool);
+    }
+}
+
+/// One case of a [`select!`](crate::select!) (made by the macro).
+#[doc(hidden)]
+pub trait Case: private::Sealed {}
+
+/// A case's channel, as the select driver sees it: an address to order by and a lock.
+trait Lock {
+    /// The channel's address (the lock order).
+    fn addr(&self) -> usize;
+    fn lock(&mut self);
+    fn unlock(&mut self);
+    /// The locked channel's state, for an alias case on the same channel.
+    fn state(&mut self) -> &mut dyn Any;
+}
+
+impl<T: 'static> Lock for Held<'_, T> {
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self.chan).addr()
+    }
+    fn lock(&mut self) {
+        self.guard = Some(self.chan.lock());
+    }
+    fn unlock(&mut self) {
+        self.guard = None;
+    }
+    fn state(&mut self) -> &mut dyn Any {
+        self.st(None)
+    }
+}
+
+/// A case's hold on its channel: the lock while the select holds it, and its parked sudog.
+struct Held<'a, T> {
+    chan: &'a Chan<T>,
+    guard: Option<MutexGuard<'a, State<T>>>,
+    sudog: Option<Arc<Sudog<T>>>,
+    queue: fn(&mut State<T>) -> &mut Queue<T>,
+}
+
+impl<'a, T: 'static> Held<'a, T> {
+    fn new(chan: &'a Chan<T>, queue: fn(&mut State<T>) -> &mut Queue<T>) -> Self {
+        Held { chan, guard: None, sudog: None, queue }
+    }
+
+    /// The locked state: this case's own guard, or the alias's.
+    fn st<'s>(&'s mut self, alias: Option<&'s mut dyn Any>) -> &'s mut State<T> {
+        match alias {
+            Some(a) => a.downcast_mut().expect("cases on one channel share its type"),
+            None => self.guard.as_deref_mut().expect("select: the case's channel is locked"),
+        }
+    }
+
+    fn enqueue(&mut self, alias: Option<&mut dyn Any>, sudog: Arc<Sudog<T>>) {
+        let queue = self.queue;
+        queue(self.st(alias)).push_back(sudog.clone());
+        self.sudog = Some(sudog);
+    }
+
+    /// Takes the sudog back out of its queue; returns it and its final status. Locking also
+    /// waits out a peer that claimed it and is completing it right now.
+    fn settle(&mut self) -> Option<(Arc<Sudog<T>>, u8)> {
+        let s = self.sudog.take()?;
+        let mut st = self.chan.lock();
+        State::unlink((self.queue)(&mut st), &s);
+        drop(st);
+        let status = s.status();
+        Some((s, status))
+    }
+}
+
+impl<T> Drop for Held<'_, T> {
+    fn drop(&mut self) {
+        self.guard = None;
+        // Unwinding out of the park (runtime shutdown): no case may win any more.
+        if let Some(s) = self.sudog.take() {
+            s.cancel();
+            let mut st = self.chan.lock();
+            State::unlink((self.queue)(&mut st), &s);
+        }
+    }
+}
+
+/// `recv(rx) -> res => ..`: its result is `Result<T, RecvError>`.
+#[doc(hidden)]
+pub struct RecvCase<'a, T> {
+    held: Held<'a, T>,
+    result: Option<Result<T, RecvError>>,
+}
+
+impl<'a, T: 'static> RecvCase<'a, T> {
+    /// A receive from `rx`.
+    pub fn new(rx: &'a Receiver<T>) -> Self {
+        RecvCase { held: Held::new(&rx.chan, |st| &mut st.recvq), result: None }
+    }
+
+    /// The result, if this case was the one completed.
+    pub fn into_result(mut self) -> Option<Result<T, RecvError>> {
+        self.result.take()
+    }
+}
+
+impl<T: 'static> Case for RecvCase<'_, T> {}
+
+impl<T> std::fmt::Debug for RecvCase<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvCase").finish_non_exhaustive()
+    }
+}
+
+#[allow(private_interfaces)] // sealed: callers outside the crate cannot name these methods
+impl<T: 'static> private::Sealed for RecvCase<'_, T> {
+    fn held(&self) -> &dyn Lock {
+        &self.held
+    }
+    fn held_mut(&mut self) -> &mut dyn Lock {
+        &mut self.held
+    }
+    fn poll(&mut self, alias: Option<&mut dyn Any>) -> Option<Option<Waker>> {
+        match self.held.st(alias).try_recv() {
+            Ok((v, w)) => {
+                self.result = Some(Ok(v));
+                Some(w)
+            }
+            Err(false) => {
+                self.result = Some(Err(RecvError));
+                Some(None)
+            }
+            Err(true) => None,
+        }
+    }
+    fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize) {
+        self.held.enqueue(alias, Sudog::new_case(None, group, index));
+    }
+    fn finish(&mut self, won: bool) {
+        let Some((s, status)) = self.held.settle() else { return };
+        if won {
+            self.result = Some(match status {
+                DONE => Ok(s.take().expect("a completed receive has a value")),
+                _ => Err(RecvError),
+            });
+        }
+    }
+}
+
+/// `send(tx, v) -> res => ..`: its result is `Result<(), SendError<T>>`.
+#[doc(hidden)]
+pub struct SendCase<'a, T> {
+    held: Held<'a, T>,
+    value: Option<T>,
+    result: Option<Result<(), SendError<T>>>,
+}
+
+impl<'a, T: 'static> SendCase<'a, T> {
+    /// A send of `v` on `tx`.
+    pub fn new(tx: &'a Sender<T>, v: T) -> Self {
+        SendCase { held: Held::new(&tx.chan, |st| &mut st.sendq), value: Some(v), result: None }
+    }
+
+    /// The result, if this case was the one completed (a send not chosen drops its value).
+    pub fn into_result(mut self) -> Option<Result<(), SendError<T>>> {
+        self.result.take()
+    }
+}
+
+impl<T: 'static> Case for SendCase<'_, T> {}
+
+impl<T> std::fmt::Debug for SendCase<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendCase").finish_non_exhaustive()
+    }
+}
+
+#[allow(private_interfaces)] // sealed: callers outside the crate cannot name these methods
+impl<T: 'static> private::Sealed for SendCase<'_, T> {
+    fn held(&self) -> &dyn Lock {
+        &self.held
+    }
+    fn held_mut(&mut self) -> &mut dyn Lock {
+        &mut self.held
+    }
+    fn poll(&mut self, alias: Option<&mut dyn Any>) -> Option<Option<Waker>> {
+        let v = self.value.take().expect("a send case holds its value until it runs");
+        match self.held.st(alias).try_send(v) {
+            Ok(w) => {
+                self.result = Some(Ok(()));
+                Some(w)
+            }
+            Err((v, false)) => {
+                self.result = Some(Err(SendError(v)));
+                Some(None)
+            }
+            Err((v, true)) => {
+                self.value = Some(v);
+                None
+            }
+        }
+    }
+    fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize) {
+        let sudog = Sudog::new_case(self.value.take(), group, index);
+        self.held.enqueue(alias, sudog);
+    }
+    fn finish(&mut self, won: bool) {
+        let Some((s, status)) = self.held.settle() else { return };
+        if won {
+            self.result = Some(match status {
+                DONE => Ok(()),
+                _ => Err(SendError(s.take().expect("a failed send keeps its value"))),
+            });
+        }
+    }
+}
+
+/// Runs one select over `cases` (steps 1–8 above). Returns whether a case completed (its
+/// `into_result` is `Some`); `false` only for [`Mode::NonBlock`] and [`Mode::Until`].
+#[doc(hidden)]
+pub fn select(cases: &mut [&mut dyn Case], mode: Mode) -> bool {
+    let n = cases.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_unstable_by_key(|&i| cases[i].held().addr());
+    // alias[i]: the case whose lock case i shares (the first case on the same channel).
+    let mut alias: Vec<Option<usize>> = vec![None; n];
+    for w in order.windows(2) {
+        if cases[w[0]].held().addr() == cases[w[1]].held().addr() {
+            alias[w[1]] = Some(alias[w[0]].unwrap_or(w[0]));
+        }
+    }
+    let mut poll: Vec<usize> = (0..n).collect();
+    shuffle(&mut poll);
+
+    for &i in &order {
+        if alias[i].is_none() {
+            cases[i].held_mut().lock();
+        }
+    }
+    for &i in &poll {
+        if let Some(w) = with_lock(cases, &alias, i, |c, a| c.poll(a)) {
+            unlock_all(cases);
+            wake(w);
+            return true;
+        }
+    }
+    let deadline = match mode {
+        Mode::Block => None,
+        Mode::Until(d) if d > Instant::now() => Some(d),
+        Mode::NonBlock | Mode::Until(_) => {
+            unlock_all(cases);
+            return false;
+        }
+    };
+    let group = Group::new();
+    for &i in &order {
+        with_lock(cases, &alias, i, |c, a| c.enqueue(a, &group, i));
+    }
+    wait_until(deadline, |waker| {
+        group.set_waker(waker);
+        unlock_all(cases); // Go's selparkcommit
+        true
+    });
+    let won = group.finish();
+    for (i, c) in cases.iter_mut().enumerate() {
+        c.finish(won == Some(i));
+    }
+    won.is_some()
+}
+
+/// Calls `f` on case `i` with the state it must use: its own lock, or its alias's.
+fn with_lock<R>(
+    cases: &mut [&mut dyn Case],
+    alias: &[Option<usize>],
+    i: usize,
+    f: impl FnOnce(&mut dyn Case, Option<&mut dyn Any>) -> R,
+) -> R {
+    let Some(j) = alias[i] else { return f(&mut *cases[i], None) };
+    // j < i or j > i: split so both cases can be borrowed at once.
+    let (a, b) = if j < i {
+        let (lo, hi) = cases.split_at_mut(i);
+        (&mut *hi[0], &mut *lo[j])
+    } else {
+        let (lo, hi) = cases.split_at_mut(j);
+        (&mut *lo[i], &mut *hi[0])
+    };
+    f(a, Some(b.held_mut().state()))
+}
+
+fn unlock_all(cases: &mut [&mut dyn Case]) {
+    cases.iter_mut().for_each(|c| c.held_mut().unlock());
+}
+
+thread_local! {
+    /// xorshift64 state for the poll order (Go's `cheaprandn`).
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A uniform shuffle (Fisher–Yates) of the poll order.
+fn shuffle(v: &mut [usize]) {
+    if v.len() < 2 {
+        return;
+    }
+    RNG.with(|rng| {
+        let mut x = rng.get();
+        if x == 0 {
+            // First use on this thread: seed from the clock and the thread's stack address.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            x = (t ^ std::ptr::from_ref(rng).addr() as u64) | 1;
+        }
+        for i in (1..v.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Lemire's multiply-shift: an unbiased-enough bound for tiny `i + 1`.
+            let j = ((x >> 32) * (i as u64 + 1)) >> 32;
+            v.swap(i, j as usize);
+        }
+        rng.set(x);
+    });
+}
+
+/// Go's `select` statement over channel operations.
+///
+/// ```
+/// use std::time::Duration;
+/// use gort::{chan, select};
+///
+/// gort::run(|| {
+///     let (tx, rx) = chan::bounded::<u32>(1);
+///     let (quit_tx, quit_rx) = chan::bounded::<()>(0);
+///     tx.send(7).unwrap();
+///     let got = select! {
+///         recv(rx) -> v => v.ok(),
+///         recv(quit_rx) -> _ => None,
+///         default(Duration::from_millis(10)) => None,
+///     };
+///     assert_eq!(got, Some(7));
+///     drop(quit_tx);
+/// });
+/// ```
+///
+/// | case                          | ready when                              | `res` is                      |
+/// |-------------------------------|-----------------------------------------|-------------------------------|
+/// | `recv(rx) -> res => expr`     | a value is there, or `rx`'s channel is closed and drained | `Result<T, RecvError>` |
+/// | `send(tx, v) -> res => expr`  | a receiver or room is there, or the channel is closed | `Result<(), SendError<T>>` (the value comes back) |
+/// | `default => expr`             | no other case is ready (Go's `default`) |                               |
+/// | `default(timeout) => expr`    | no other case got ready within `timeout` |                              |
+///
+/// Among cases ready together the choice is random, as in Go. Without a `default` the select
+/// waits; `select! {}` waits forever (until the runtime shuts down). `rx` and `tx` may be
+/// receivers and senders or references to them, including temporaries such as
+/// `gort::time::after(d)` or `ctx.done()`; channel values must be `'static`. Every channel and
+/// value expression is evaluated once, in order, before the select starts. Bodies run after
+/// the select has finished, so they may `break`, `continue`, `return` or use `?`.
+#[macro_export]
+macro_rules! select {
+    // Parsing: cases gather in [..], the default in (..).
+    (@parse [$($cases:tt)*] ($($def:tt)*)) => {
+        $crate::select!(@bind [$($cases)*] [] ($($def)*))
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)*)
+        recv($rx:expr) -> $res:pat => $body:block, $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)* (case recv ($rx) $res => $body)] ($($def)*) $($rest)*)
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)*)
+        recv($rx:expr) -> $res:pat => $body:block $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)* (case recv ($rx) $res => $body)] ($($def)*) $($rest)*)
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)*)
+        recv($rx:expr) -> $res:pat => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::select!(@parse [$($cases)* (case recv ($rx) $res => { $body })] ($($def)*)
+            $($($rest)*)?)
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)*)
+        send($tx:expr, $v:expr) -> $res:pat => $body:block, $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)* (case send ($tx, $v) $res => $body)] ($($def)*)
+            $($rest)*)
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)*)
+        send($tx:expr, $v:expr) -> $res:pat => $body:block $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)* (case send ($tx, $v) $res => $body)] ($($def)*)
+            $($rest)*)
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)*)
+        send($tx:expr, $v:expr) -> $res:pat => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::select!(@parse [$($cases)* (case send ($tx, $v) $res => { $body })] ($($def)*)
+            $($($rest)*)?)
+    };
+    (@parse [$($cases:tt)*] () default => $body:block, $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)*] (now $body) $($rest)*)
+    };
+    (@parse [$($cases:tt)*] () default => $body:block $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)*] (now $body) $($rest)*)
+    };
+    (@parse [$($cases:tt)*] () default => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::select!(@parse [$($cases)*] (now { $body }) $($($rest)*)?)
+    };
+    (@parse [$($cases:tt)*] () default($t:expr) => $body:block, $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)*] (after ($t) $body) $($rest)*)
+    };
+    (@parse [$($cases:tt)*] () default($t:expr) => $body:block $($rest:tt)*) => {
+        $crate::select!(@parse [$($cases)*] (after ($t) $body) $($rest)*)
+    };
+    (@parse [$($cases:tt)*] () default($t:expr) => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::select!(@parse [$($cases)*] (after ($t) { $body }) $($($rest)*)?)
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)+) default $($rest:tt)*) => {
+        ::core::compile_error!("select!: more than one `default` case")
+    };
+    (@parse [$($cases:tt)*] ($($def:tt)*) $($rest:tt)+) => {
+        ::core::compile_error!(
+            "select!: expected `recv(rx) -> res => expr`, `send(tx, v) -> res => expr`, \
+             `default => expr` or `default(timeout) => expr`"
+        )
+    };
+
+    // Binding: each channel expression is evaluated once, in order, and borrowed (`ref`) so a
+    // temporary such as `time::after(d)` lives for the whole select.
+    (@bind [($c:ident recv ($rx:expr) $res:pat => $body:block) $($rest:tt)*]
+        [$($bound:tt)*] $def:tt) => {
+        match $rx {
+            ref rx => {
+                let mut $c = $crate::chan::RecvCase::new(rx);
+                $crate::select!(@bind [$($rest)*] [$($bound)* ($c $res => $body)] $def)
+            }
+        }
+    };
+    (@bind [($c:ident send ($tx:expr, $v:expr) $res:pat => $body:block) $($rest:tt)*]
+        [$($bound:tt)*] $def:tt) => {
+        match $tx {
+            ref tx => {
+                let mut $c = $crate::chan::SendCase::new(tx, $v);
+                $crate::select!(@bind [$($rest)*] [$($bound)* ($c $res => $body)] $def)
+            }
+        }
+    };
+    (@bind [] [$(($c:ident $res:pat => $body:block))*] $def:tt) => {{
+        $crate::chan::select(
+            &mut [$(&mut $c as &mut dyn $crate::chan::Case),*],
+            $crate::select!(@mode $def),
+        );
+        $(let $c = $c.into_result();)*
+        $crate::select!(@dispatch [$(($c $res => $body))*] $def)
+    }};
+
+    (@mode ()) => { $crate::chan::Mode::Block };
+    (@mode (now $body:block)) => { $crate::chan::Mode::NonBlock };
+    (@mode (after ($t:expr) $body:block)) => {
+        $crate::chan::Mode::Until(::std::time::Instant::now() + $t)
+    };
+
+    // Dispatch: the completed case's body, else the default's.
+    (@dispatch [($c:ident $res:pat => $body:block) $($rest:tt)*] $def:tt) => {
+        if let ::core::option::Option::Some(res) = $c {
+            let $res = res;
+            $body
+        } else {
+            $crate::select!(@dispatch [$($rest)*] $def)
+        }
+    };
+    (@dispatch [] ()) => {
+        ::core::unreachable!("select!: a select without default returned with no case")
+    };
+    (@dispatch [] (now $body:block)) => { $body };
+    (@dispatch [] (after ($t:expr) $body:block)) => { $body };
+
+    // Entry.
+    ($($tokens:tt)*) => {
+        $crate::select!(@parse [] () $($tokens)*)
+    };
+}
