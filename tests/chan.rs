@@ -303,3 +303,22 @@ fn never_never_receives() {
         assert!(t.elapsed() >= Duration::from_millis(20));
     });
 }
+
+#[test]
+fn shutdown_unwinds_parked_sends_and_receives_and_leaves_no_waiter() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (s, r) = chan::bounded::<Counted>(0);
+    let (s2, r2) = chan::bounded::<u32>(0);
+    let (sc, r2c, d) = (s.clone(), r2.clone(), drops.clone());
+    within(Duration::from_secs(10), "shutdown with parked channel ops", move || {
+        rt(2).block_on(move || {
+            go(move || sc.send(Counted(d)).is_ok());
+            go(move || r2c.recv().is_ok());
+            gort::time::sleep(Duration::from_millis(10));
+        });
+    });
+    // The unsent value went with the unwound task, once; nothing is left parked.
+    assert_eq!(drops.load(SeqCst), 1);
+    assert!(matches!(r.try_recv(), Err(TryRecvError::Empty)));
+    assert!(matches!(s2.try_send(1), Err(TrySendError::Full(1))));
+}

@@ -49,16 +49,22 @@ pub use error::{
 #[doc(hidden)]
 pub use select::{Case, Mode, RecvCase, SendCase, select};
 
-use crate::sched::{Waker, wait_until};
-use sudog::{CLOSED, DONE, Sudog, lock};
+use slab::Slab;
 
-type Queue<T> = VecDeque<Arc<Sudog<T>>>;
+use crate::sched::{Waker, wait_until};
+use sudog::{CLOSED, DONE, Slot, Sudog, WAITING, lock};
+
+type Queue = VecDeque<Sudog>;
+/// Picks `recvq` or `sendq` of a state.
+type QueueOf<T> = fn(&mut State<T>) -> &mut Queue;
 
 struct State<T> {
     buf: VecDeque<T>,
     cap: Option<usize>,
-    recvq: Queue<T>,
-    sendq: Queue<T>,
+    recvq: Queue,
+    sendq: Queue,
+    /// The values of parked operations (Go's `sudog.elem`), by the sudogs' `slot`.
+    slots: Slab<Slot<T>>,
     closed: bool,
     senders: usize,
     receivers: usize,
@@ -71,7 +77,7 @@ impl<T> State<T> {
 
     /// Go's `waitq.dequeue`: the first sudog that may be completed; sudogs of a select that
     /// another case already won are dropped on the way.
-    fn dequeue(q: &mut Queue<T>) -> Option<Arc<Sudog<T>>> {
+    fn dequeue(q: &mut Queue) -> Option<Sudog> {
         while let Some(s) = q.pop_front() {
             if s.claim() {
                 return Some(s);
@@ -80,16 +86,19 @@ impl<T> State<T> {
         None
     }
 
-    /// Removes `s` from a queue after its wait ended some other way. `false` if it was
-    /// already popped.
-    fn unlink(q: &mut Queue<T>, s: &Arc<Sudog<T>>) -> bool {
-        match q.iter().position(|x| Arc::ptr_eq(x, s)) {
-            Some(i) => {
-                q.remove(i);
-                true
-            }
-            None => false,
-        }
+    /// Hands `v` to a popped receiver; returns its waker.
+    fn deliver(&mut self, r: Sudog, v: T) -> Option<Waker> {
+        let slot = &mut self.slots[r.slot];
+        slot.value = Some(v);
+        slot.status = DONE;
+        r.into_waker()
+    }
+
+    /// Takes a popped sender's value; returns it and the sender's waker.
+    fn take_sent(&mut self, s: Sudog) -> (T, Option<Waker>) {
+        let slot = &mut self.slots[s.slot];
+        slot.status = DONE;
+        (slot.value.take().expect("a parked sender's slot holds its value"), s.into_waker())
     }
 
     /// The part of Go's `chansend` that never waits. `Ok` with the receiver to wake (after
@@ -98,9 +107,9 @@ impl<T> State<T> {
         if self.closed || self.receivers == 0 {
             return Err((v, false));
         }
-        if let Some(r) = State::dequeue(&mut self.recvq) {
+        if let Some(r) = State::<T>::dequeue(&mut self.recvq) {
             // A parked receiver: the value goes straight to it (Go's `send`).
-            return Ok(r.deliver(v));
+            return Ok(self.deliver(r, v));
         }
         if self.has_room() {
             self.buf.push_back(v);
@@ -114,16 +123,16 @@ impl<T> State<T> {
     fn try_recv(&mut self) -> Result<(T, Option<Waker>), bool> {
         if let Some(v) = self.buf.pop_front() {
             // Room now: the first parked sender's value moves into the buffer.
-            let w = State::dequeue(&mut self.sendq).and_then(|s| {
-                let (sent, w) = s.take_sent();
+            let w = State::<T>::dequeue(&mut self.sendq).and_then(|s| {
+                let (sent, w) = self.take_sent(s);
                 self.buf.push_back(sent);
                 w
             });
             return Ok((v, w));
         }
-        if let Some(s) = State::dequeue(&mut self.sendq) {
+        if let Some(s) = State::<T>::dequeue(&mut self.sendq) {
             // Rendezvous: the value comes straight from the parked sender (Go's `recv`).
-            return Ok(s.take_sent());
+            return Ok(self.take_sent(s));
         }
         if self.closed || self.senders == 0 {
             return Err(false);
@@ -131,12 +140,33 @@ impl<T> State<T> {
         Err(true)
     }
 
-    /// Completes every waiter of `q` that may still be completed with `CLOSED`.
-    fn fail_all(q: &mut Queue<T>, wakers: &mut Vec<Waker>) {
-        while let Some(s) = State::dequeue(q) {
-            wakers.extend(s.complete(CLOSED));
+    /// Completes every waiter of one queue that may still be completed with `CLOSED`.
+    fn fail_all(&mut self, queue: QueueOf<T>, wakers: &mut Vec<Waker>) {
+        while let Some(s) = State::<T>::dequeue(queue(self)) {
+            self.slots[s.slot].status = CLOSED;
+            wakers.extend(s.into_waker());
         }
     }
+
+    /// The parked side, once its wait is over (woken, timed out or unwinding): takes its slot
+    /// back, and its sudog out of `queue` if nobody popped it.
+    fn settle(&mut self, queue: QueueOf<T>, slot: usize) -> Slot<T> {
+        if self.slots[slot].status == WAITING {
+            let q = queue(self);
+            if let Some(i) = q.iter().position(|s| s.slot == slot) {
+                q.remove(i);
+            }
+        }
+        self.slots.remove(slot)
+    }
+}
+
+fn recvq<T>(st: &mut State<T>) -> &mut Queue {
+    &mut st.recvq
+}
+
+fn sendq<T>(st: &mut State<T>) -> &mut Queue {
+    &mut st.sendq
 }
 
 /// Calls the waker, if any, once no lock is held.
@@ -149,6 +179,30 @@ fn wake(w: Option<Waker>) {
 /// The channel itself (Go's `hchan`), shared by its senders and receivers.
 struct Chan<T> {
     state: Mutex<State<T>>,
+}
+
+/// A plain send or receive's parked slot: settled after the wait, or on unwinding (runtime
+/// shutdown) so that no slot or sudog stays behind.
+struct Parked<'a, T> {
+    chan: &'a Chan<T>,
+    queue: QueueOf<T>,
+    slot: Option<usize>,
+}
+
+impl<T> Parked<'_, T> {
+    fn settle(mut self) -> Slot<T> {
+        let slot = self.slot.take().expect("settled once");
+        self.chan.lock().settle(self.queue, slot)
+    }
+}
+
+impl<T> Drop for Parked<'_, T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let s = self.chan.lock().settle(self.queue, slot);
+            drop(s); // the value, if any, after the lock
+        }
+    }
 }
 
 impl<T> Chan<T> {
@@ -165,9 +219,8 @@ impl<T> Chan<T> {
                 return;
             }
             st.closed = true;
-            let st = &mut *st;
-            State::fail_all(&mut st.recvq, &mut wakers);
-            State::fail_all(&mut st.sendq, &mut wakers);
+            st.fail_all(recvq, &mut wakers);
+            st.fail_all(sendq, &mut wakers);
         }
         wakers.into_iter().for_each(Waker::wake);
     }
@@ -184,17 +237,17 @@ impl<T> Chan<T> {
             Err((v, true)) if block && deadline.is_none_or(|d| d > Instant::now()) => v,
             Err(e) => return Err(e),
         };
-        let me = Sudog::new(Some(v));
-        let mine = me.clone();
+        let slot = st.slots.insert(Slot::new(Some(v)));
+        let parked = Parked { chan: self, queue: sendq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
-            mine.set_waker(waker);
-            st.sendq.push_back(mine);
+            st.sendq.push_back(Sudog::new(slot, waker));
             drop(st); // Go's chanparkcommit: the lock is released once we are parked
             true
         });
-        match self.settle(&me, |st| &mut st.sendq) {
+        let s = parked.settle();
+        match s.status {
             DONE => Ok(()),
-            status => Err((me.take().expect("an unsent value comes back"), status != CLOSED)),
+            status => Err((s.value.expect("an unsent value comes back"), status == WAITING)),
         }
     }
 
@@ -210,32 +263,17 @@ impl<T> Chan<T> {
             Err(true) if block && deadline.is_none_or(|d| d > Instant::now()) => {}
             Err(e) => return Err(e),
         }
-        let me = Sudog::new(None);
-        let mine = me.clone();
+        let slot = st.slots.insert(Slot::new(None));
+        let parked = Parked { chan: self, queue: recvq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
-            mine.set_waker(waker);
-            st.recvq.push_back(mine);
+            st.recvq.push_back(Sudog::new(slot, waker));
             drop(st);
             true
         });
-        match self.settle(&me, |st| &mut st.recvq) {
-            DONE => Ok(me.take().expect("a completed receive has a value")),
-            status => Err(status != CLOSED),
-        }
-    }
-
-    /// After a plain wait: its final status. A wait that ended without completion (timed out)
-    /// takes its sudog back out of `queue`, unless a peer popped it first: then the peer's
-    /// completion stands (it ran under the lock we take here, so it is over).
-    fn settle(&self, me: &Arc<Sudog<T>>, queue: fn(&mut State<T>) -> &mut Queue<T>) -> u8 {
-        match me.status() {
-            sudog::WAITING => {
-                let mut st = self.lock();
-                State::unlink(queue(&mut st), me);
-                drop(st);
-                me.status()
-            }
-            status => status,
+        let s = parked.settle();
+        match s.status {
+            DONE => Ok(s.value.expect("a completed receive has a value")),
+            status => Err(status == WAITING),
         }
     }
 }
@@ -253,6 +291,7 @@ fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
             cap,
             recvq: VecDeque::new(),
             sendq: VecDeque::new(),
+            slots: Slab::new(),
             closed: false,
             senders: 1,
             receivers: 1,
@@ -434,7 +473,7 @@ impl<T> Drop for Receiver<T> {
                 return;
             }
             // Nobody will ever receive: parked senders fail, with their values back.
-            State::fail_all(&mut st.sendq, &mut wakers);
+            st.fail_all(sendq, &mut wakers);
         }
         wakers.into_iter().for_each(Waker::wake);
     }

@@ -36,8 +36,8 @@ use std::cell::Cell;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
-use super::sudog::{DONE, Group, Sudog};
-use super::{Chan, Queue, Receiver, RecvError, SendError, Sender, State, wake};
+use super::sudog::{DONE, Group, Slot, Sudog};
+use super::{Chan, QueueOf, Receiver, RecvError, SendError, Sender, State, recvq, sendq, wake};
 use crate::sched::{Waker, wait_until};
 
 /// How a select waits when no case is ready.
@@ -99,17 +99,17 @@ impl<T: 'static> Lock for Held<'_, T> {
     }
 }
 
-/// A case's hold on its channel: the lock while the select holds it, and its parked sudog.
+/// A case's hold on its channel: the lock while the select holds it, and its parked slot.
 struct Held<'a, T> {
     chan: &'a Chan<T>,
     guard: Option<MutexGuard<'a, State<T>>>,
-    sudog: Option<Arc<Sudog<T>>>,
-    queue: fn(&mut State<T>) -> &mut Queue<T>,
+    slot: Option<usize>,
+    queue: QueueOf<T>,
 }
 
 impl<'a, T: 'static> Held<'a, T> {
-    fn new(chan: &'a Chan<T>, queue: fn(&mut State<T>) -> &mut Queue<T>) -> Self {
-        Held { chan, guard: None, sudog: None, queue }
+    fn new(chan: &'a Chan<T>, queue: QueueOf<T>) -> Self {
+        Held { chan, guard: None, slot: None, queue }
     }
 
     /// The locked state: this case's own guard, or the alias's.
@@ -120,32 +120,36 @@ impl<'a, T: 'static> Held<'a, T> {
         }
     }
 
-    fn enqueue(&mut self, alias: Option<&mut dyn Any>, sudog: Arc<Sudog<T>>) {
+    /// Step 6: a slot holding `value`, and a sudog for it in this case's queue.
+    fn enqueue(
+        &mut self,
+        alias: Option<&mut dyn Any>,
+        value: Option<T>,
+        group: &Arc<Group>,
+        i: usize,
+    ) {
         let queue = self.queue;
-        queue(self.st(alias)).push_back(sudog.clone());
-        self.sudog = Some(sudog);
+        let st = self.st(alias);
+        let slot = st.slots.insert(Slot::new(value));
+        queue(st).push_back(Sudog::new_case(slot, group, i));
+        self.slot = Some(slot);
     }
 
-    /// Takes the sudog back out of its queue; returns it and its final status. Locking also
-    /// waits out a peer that claimed it and is completing it right now.
-    fn settle(&mut self) -> Option<(Arc<Sudog<T>>, u8)> {
-        let s = self.sudog.take()?;
-        let mut st = self.chan.lock();
-        State::unlink((self.queue)(&mut st), &s);
-        drop(st);
-        let status = s.status();
-        Some((s, status))
+    /// Step 8: takes the slot back (and the sudog, if nobody popped it). Locking also waits out
+    /// a peer that claimed this case and is completing it right now.
+    fn settle(&mut self) -> Option<Slot<T>> {
+        let slot = self.slot.take()?;
+        Some(self.chan.lock().settle(self.queue, slot))
     }
 }
 
 impl<T> Drop for Held<'_, T> {
     fn drop(&mut self) {
         self.guard = None;
-        // Unwinding out of the park (runtime shutdown): no case may win any more.
-        if let Some(s) = self.sudog.take() {
-            s.cancel();
-            let mut st = self.chan.lock();
-            State::unlink((self.queue)(&mut st), &s);
+        // Unwinding out of the park (runtime shutdown); the select's group is cancelled by now.
+        if let Some(slot) = self.slot.take() {
+            let s = self.chan.lock().settle(self.queue, slot);
+            drop(s);
         }
     }
 }
@@ -160,7 +164,7 @@ pub struct RecvCase<'a, T> {
 impl<'a, T: 'static> RecvCase<'a, T> {
     /// A receive from `rx`.
     pub fn new(rx: &'a Receiver<T>) -> Self {
-        RecvCase { held: Held::new(&rx.chan, |st| &mut st.recvq), result: None }
+        RecvCase { held: Held::new(&rx.chan, recvq), result: None }
     }
 
     /// The result, if this case was the one completed.
@@ -199,13 +203,13 @@ impl<T: 'static> private::Sealed for RecvCase<'_, T> {
         }
     }
     fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize) {
-        self.held.enqueue(alias, Sudog::new_case(None, group, index));
+        self.held.enqueue(alias, None, group, index);
     }
     fn finish(&mut self, won: bool) {
-        let Some((s, status)) = self.held.settle() else { return };
+        let Some(s) = self.held.settle() else { return };
         if won {
-            self.result = Some(match status {
-                DONE => Ok(s.take().expect("a completed receive has a value")),
+            self.result = Some(match s.status {
+                DONE => Ok(s.value.expect("a completed receive has a value")),
                 _ => Err(RecvError),
             });
         }
@@ -223,7 +227,7 @@ pub struct SendCase<'a, T> {
 impl<'a, T: 'static> SendCase<'a, T> {
     /// A send of `v` on `tx`.
     pub fn new(tx: &'a Sender<T>, v: T) -> Self {
-        SendCase { held: Held::new(&tx.chan, |st| &mut st.sendq), value: Some(v), result: None }
+        SendCase { held: Held::new(&tx.chan, sendq), value: Some(v), result: None }
     }
 
     /// The result, if this case was the one completed (a send not chosen drops its value).
@@ -266,15 +270,14 @@ impl<T: 'static> private::Sealed for SendCase<'_, T> {
         }
     }
     fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize) {
-        let sudog = Sudog::new_case(self.value.take(), group, index);
-        self.held.enqueue(alias, sudog);
+        self.held.enqueue(alias, self.value.take(), group, index);
     }
     fn finish(&mut self, won: bool) {
-        let Some((s, status)) = self.held.settle() else { return };
+        let Some(s) = self.held.settle() else { return };
         if won {
-            self.result = Some(match status {
+            self.result = Some(match s.status {
                 DONE => Ok(()),
-                _ => Err(SendError(s.take().expect("a failed send keeps its value"))),
+                _ => Err(SendError(s.value.expect("a failed send keeps its value"))),
             });
         }
     }
@@ -318,6 +321,8 @@ pub fn select(cases: &mut [&mut dyn Case], mode: Mode) -> bool {
         }
     };
     let group = Group::new();
+    // Unwinding out of the park (shutdown) cancels the claim before the cases settle.
+    let _cancel = Cancel(&group);
     for &i in &order {
         with_lock(cases, &alias, i, |c, a| c.enqueue(a, &group, i));
     }
@@ -331,6 +336,15 @@ pub fn select(cases: &mut [&mut dyn Case], mode: Mode) -> bool {
         c.finish(won == Some(i));
     }
     won.is_some()
+}
+
+/// Cancels a select's claim when dropped (after [`Group::finish`] it changes nothing).
+struct Cancel<'a>(&'a Group);
+
+impl Drop for Cancel<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }
 
 /// Calls `f` on case `i` with the state it must use: its own lock, or its alias's.

@@ -1,22 +1,34 @@
-//! A parked sender or receiver, and the claim a `select!` puts on all of its sudogs at once.
+//! A parked sender or receiver, where its value waits, and the claim a `select!` puts on all of
+//! its waits at once.
 //!
 //! Mirrors: `runtime/runtime2.go` (Go 1.19) `sudog` (`elem`, `isSelect`, `success`) and
 //! `g.selectDone`; `runtime/chan.go` `waitq.dequeue` (the CAS that skips a select already won).
 //!
-//! A plain `send`/`recv` parks with one sudog. A `select!` that has to wait parks with one sudog
-//! per case, all sharing one [`Group`]: whoever pops one of them must first *claim* the group
-//! (CAS `NONE` → the case's index); a sudog whose group is already claimed is dropped from the
-//! queue and skipped, as Go's `dequeue` does.
+//! Go's `sudog` is one record; here it is split in two, both owned by the channel's state and
+//! so guarded by its lock, with no allocation and no lock of their own:
+//!
+//! | part            | lives in               | holds                                           |
+//! |-----------------|------------------------|-------------------------------------------------|
+//! | [`Sudog`]       | `recvq` / `sendq`      | who to wake, and the slot of its value          |
+//! | [`Slot`]        | `State::slots` (a slab)| the value in transit (Go's `elem`) and the outcome (`success`) |
+//!
+//! The parked side owns its slot: it makes it before parking and removes it after waking, under
+//! the lock, reading the value and the outcome. Whoever pops the sudog writes the slot.
+//!
+//! A `select!` that waits enqueues one sudog per case, all sharing one [`Group`]: whoever pops
+//! one of them must first *claim* the group (CAS `NONE` → the case's index); a sudog whose group
+//! is already claimed is dropped from the queue and skipped, as Go's `dequeue` does.
 //!
 //! | `Group::claim`  | meaning                                                   | set by                  |
 //! |-----------------|-----------------------------------------------------------|-------------------------|
 //! | `NONE`          | still waiting; every case's sudog may be taken            | `Group::new`            |
-//! | case index `i`  | case `i` won: its sudog was completed (value or closed)   | the peer that popped it |
+//! | case index `i`  | case `i` won: its slot was completed (value or closed)    | the peer that popped it |
 //! | `CANCELLED`     | nobody won: the select timed out or is unwinding          | the select itself       |
 //!
 //! Invariants:
-//! - A sudog is completed at most once, under the lock of the channel whose queue held it, by
-//!   whoever popped it *and* claimed it; `status` goes `WAITING` → `DONE` or `CLOSED` once.
+//! - A slot is completed at most once, under the channel lock, by whoever popped its sudog
+//!   *and* claimed it; `status` goes `WAITING` → `DONE` or `CLOSED` once.
+//! - A slot is removed only by its owner, after its sudog has left the queue.
 //! - The waker is stored before the channel locks are released (the park's commit), so a
 //!   claimer always finds it; it is taken by the one claimer and called with no lock held.
 
@@ -27,46 +39,33 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::sched::Waker;
 
-/// The sudog's wait is still on.
+/// The wait is still on.
 pub(super) const WAITING: u8 = 0;
 /// The value was handed over (a send's taken, a receive's delivered).
 pub(super) const DONE: u8 = 1;
 /// The channel closed (or lost its last receiver) first.
 pub(super) const CLOSED: u8 = 2;
 
-/// A parked operation (Go's `sudog`).
-pub(super) struct Sudog<T> {
-    inner: Mutex<Inner<T>>,
+/// A parked operation in a channel's queue (Go's `sudog`, without its value).
+#[derive(Debug)]
+pub(super) struct Sudog {
+    /// Index of its [`Slot`] in the channel's `slots`.
+    pub(super) slot: usize,
+    /// Who to wake (a plain wait; a select's waker is in its group).
+    waker: Option<Waker>,
     /// For a select's case: its group and the case's index.
     sel: Option<(Arc<Group>, usize)>,
 }
 
-struct Inner<T> {
-    /// Who to wake (a plain wait; a select's waker is in its group).
-    waker: Option<Waker>,
-    /// A send's value until taken; a receive's value once delivered.
-    value: Option<T>,
-    status: u8,
-}
-
-impl<T> Sudog<T> {
-    /// A sudog for a plain send (`value`) or receive (`None`); its waker comes at commit.
-    pub(super) fn new(value: Option<T>) -> Arc<Sudog<T>> {
-        Arc::new(Sudog { inner: lock_new(value), sel: None })
+impl Sudog {
+    /// A plain send or receive, parked with `waker`.
+    pub(super) fn new(slot: usize, waker: Waker) -> Sudog {
+        Sudog { slot, waker: Some(waker), sel: None }
     }
 
-    /// A sudog for case `index` of a select waiting on `group`.
-    pub(super) fn new_case(value: Option<T>, group: &Arc<Group>, index: usize) -> Arc<Sudog<T>> {
-        Arc::new(Sudog { inner: lock_new(value), sel: Some((group.clone(), index)) })
-    }
-
-    fn inner(&self) -> MutexGuard<'_, Inner<T>> {
-        lock(&self.inner)
-    }
-
-    /// Stores the waker of a plain wait (in the park's commit, under the channel lock).
-    pub(super) fn set_waker(&self, w: Waker) {
-        self.inner().waker = Some(w);
+    /// Case `index` of a select waiting on `group`.
+    pub(super) fn new_case(slot: usize, group: &Arc<Group>, index: usize) -> Sudog {
+        Sudog { slot, waker: None, sel: Some((group.clone(), index)) }
     }
 
     /// Go's `dequeue` check: may the popper complete this sudog? Always for a plain wait; for a
@@ -75,49 +74,28 @@ impl<T> Sudog<T> {
         self.sel.as_ref().is_none_or(|(g, i)| g.claim(*i))
     }
 
-    /// Completes the wait (under the channel lock, after [`claim`](Sudog::claim)); returns the
-    /// waker to call once the lock is released.
-    pub(super) fn complete(&self, status: u8) -> Option<Waker> {
-        let mut inner = self.inner();
-        inner.status = status;
-        match &self.sel {
-            None => inner.waker.take(),
+    /// The waker to call (once the lock is released) after completing the slot.
+    pub(super) fn into_waker(self) -> Option<Waker> {
+        match self.sel {
+            None => self.waker,
             Some((g, _)) => g.take_waker(),
         }
     }
-
-    /// Hands `v` to a parked receiver and completes it.
-    pub(super) fn deliver(&self, v: T) -> Option<Waker> {
-        self.inner().value = Some(v);
-        self.complete(DONE)
-    }
-
-    /// Takes a parked sender's value and completes it.
-    pub(super) fn take_sent(&self) -> (T, Option<Waker>) {
-        let v = self.inner().value.take().expect("a parked sender holds its value");
-        (v, self.complete(DONE))
-    }
-
-    /// A select's sudog left behind by an unwinding select: no case of its group may win now.
-    pub(super) fn cancel(&self) {
-        if let Some((g, _)) = &self.sel {
-            g.finish();
-        }
-    }
-
-    /// `WAITING`, `DONE` or `CLOSED`.
-    pub(super) fn status(&self) -> u8 {
-        self.inner().status
-    }
-
-    /// The value held: a receive's delivered value, or a failed send's own value back.
-    pub(super) fn take(&self) -> Option<T> {
-        self.inner().value.take()
-    }
 }
 
-fn lock_new<T>(value: Option<T>) -> Mutex<Inner<T>> {
-    Mutex::new(Inner { waker: None, value, status: WAITING })
+/// Where a parked operation's value waits (Go's `sudog.elem` and `success`).
+#[derive(Debug)]
+pub(super) struct Slot<T> {
+    /// A send's value until taken; a receive's value once delivered.
+    pub(super) value: Option<T>,
+    /// `WAITING`, `DONE` or `CLOSED`.
+    pub(super) status: u8,
+}
+
+impl<T> Slot<T> {
+    pub(super) fn new(value: Option<T>) -> Slot<T> {
+        Slot { value, status: WAITING }
+    }
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -156,11 +134,10 @@ impl Group {
     }
 
     /// Ends the group's wait: the winning case, or `None` after cancelling the claim (so no
-    /// case can be taken any more). Call it after waking, before unlinking the sudogs.
+    /// case can be taken any more). Call it after waking, before settling the cases.
     pub(super) fn finish(&self) -> Option<usize> {
         match self.claim.compare_exchange(NONE, CANCELLED, AcqRel, Acquire) {
-            Ok(_) => None,
-            Err(CANCELLED) => None,
+            Ok(_) | Err(CANCELLED) => None,
             Err(i) => Some(i),
         }
     }
