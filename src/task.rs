@@ -37,6 +37,10 @@
 //! - `CURRENT` owns one strong reference to the task running on this thread (moved in by
 //!   `resume`, moved between tasks by `yield_to`, moved out when a task switches back to the
 //!   scheduler): the running task is alive while it runs, with no refcount traffic per switch.
+//! - `WORKER` points to the worker whose `resume` is running on this thread, and is null
+//!   outside one (`resume` is never nested). Every task runs inside such a call, which borrows
+//!   that worker, so a running task may use the pointer; `yield_to` does, before its switch
+//!   only.
 //! - A task runs on one OS thread only: the worker that ran it first (its *home*, fixed at the
 //!   first `resume`). Its context, stack and entry are touched only by that thread
 //!   (the task itself while `RUNNING`, its worker's scheduler loop or another of its tasks in
@@ -61,6 +65,7 @@ use std::sync::{Arc, OnceLock};
 use reactor::Waiter;
 
 use crate::arch::{self, Context};
+use crate::sched::worker::Worker;
 use crate::stack::{RunningTask, Stack, StackPool};
 
 pub use crate::sched::{Unparker, park_current as park, unparker};
@@ -167,6 +172,9 @@ thread_local! {
     static CURRENT: Cell<*const Task> = const { Cell::new(std::ptr::null()) };
     /// This thread's scheduler context: where a task switches back to (Go's `g0`).
     static SCHED: UnsafeCell<Context> = const { UnsafeCell::new(Context::empty()) };
+    /// The worker whose `Task::resume` is running on this thread, null outside one: what
+    /// `yield_to` hands to its `pick`. Read only before a switch, never cached across one.
+    static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
 }
 
 impl Task {
@@ -244,12 +252,14 @@ impl Task {
     }
 
     /// The state alone.
+    #[inline]
     fn st(&self) -> u8 {
         (self.state.load(Acquire) & 3) as u8
     }
 
     /// Sets the state, keeping the park count. Only the task's owner calls it (the thread that
     /// runs it, or took it from a queue), never while it is `WAITING`.
+    #[inline]
     fn set_st(&self, st: u8) {
         let cur = self.state.load(Relaxed);
         self.state.store((cur & !3) | st as u64, Release);
@@ -325,13 +335,14 @@ impl Task {
     /// tasks yielded directly to each other in between ([`yield_to`]): then it is whichever
     /// task of this worker was running when the chain came back.
     ///
-    /// `worker` is this thread's worker index; the first resume makes it the task's home.
+    /// `worker` is this thread's worker, borrowed for the whole run (direct yields reach it
+    /// through `WORKER`); the first resume makes it the task's home.
     /// Must be called only on the home thread, only for a `RUNNABLE` task taken from a queue,
     /// and not from inside a task. An error (no stack for a first run) comes with `task`, which
     /// did not run.
     pub(crate) fn resume(
         task: TaskRef,
-        worker: usize,
+        worker: &Worker,
         stacks: &mut StackPool,
     ) -> (TaskRef, io::Result<Outcome>) {
         let prev = task.st();
@@ -348,7 +359,7 @@ impl Task {
         cell.sched = sched;
         if cell.stack.is_none() {
             // First run: this worker becomes home; give the task a stack and a fresh frame.
-            task.home.store(worker + 1, Release);
+            task.home.store(worker.index + 1, Release);
             let stack = match stacks.get(task.stack_size) {
                 Ok(s) => s,
                 Err(e) => {
@@ -362,7 +373,7 @@ impl Task {
             let _ = task.overflow.set(RunningTask::new(&stack, task.id, task.name()));
             cell.stack = Some(stack);
         } else {
-            debug_assert_eq!(task.home(), Some(worker), "gort: a task migrated");
+            debug_assert_eq!(task.home(), Some(worker.index), "gort: a task migrated");
         }
         let to = &raw const cell.ctx;
         // SAFETY: the record lives inside the task, which `CURRENT` keeps alive until the
@@ -371,6 +382,7 @@ impl Task {
         unsafe { crate::stack::set_running(task.overflow_record()) };
         let raw = Arc::into_raw(task);
         CURRENT.with(|c| c.set(raw));
+        WORKER.set(worker);
         // SAFETY: `sched` is this thread's scheduler context (saved by this switch) and `to`
         // is fresh (from `init`) or suspended (by `suspend` or `yield_to`); it is resumed
         // once. The argument is the task's address, which `task_entry` reads on the first run
@@ -378,6 +390,7 @@ impl Task {
         let arg = unsafe { arch::switch(sched, to, raw as usize) };
         // Whoever switched back is the running task now: take it (and its reference) out.
         let back = CURRENT.with(|c| c.replace(std::ptr::null()));
+        WORKER.set(std::ptr::null());
         // SAFETY: null is always allowed.
         unsafe { crate::stack::set_running(std::ptr::null()) };
         debug_assert!(!back.is_null(), "gort: a task switched back with no current task");
@@ -478,12 +491,13 @@ pub(crate) fn suspend(mut request: Request<'_>) {
     unsafe { arch::switch(ctx, sched, arg) };
 }
 
-/// A direct yield (the module doc). `pick` gets the running task (an owned reference) and
-/// either queues it and returns the next task, `Ok(next)`, or gives it back, `Err(me)`, when
-/// the yield must go through the scheduler. On `Ok` the running task becomes `RUNNABLE`, `next`
-/// becomes `RUNNING` and this thread switches straight into it; `yield_to` returns `true` when
-/// some switch (a later `yield_to`, or a `resume` of the scheduler) resumes the caller. It
-/// returns `false` at once on `Err`, or when called outside a task.
+/// A direct yield (the module doc). `pick` gets this thread's worker and the running task (an
+/// owned reference), and either queues it and returns the next task, `Ok(next)`, or gives it
+/// back, `Err(me)`, when the yield must go through the scheduler. On `Ok` the running task
+/// becomes `RUNNABLE`, `next` becomes `RUNNING` and this thread switches straight into it;
+/// `yield_to` returns `true` when some switch (a later `yield_to`, or a `resume` of the
+/// scheduler) resumes the caller. It returns `false` at once on `Err`, or when called outside a
+/// task.
 ///
 /// `next` must be a started `RUNNABLE` task whose home is this thread, taken from this worker's
 /// queue; the queue `pick` puts the running task in must be this worker's. `pick` must not
@@ -492,9 +506,14 @@ pub(crate) fn suspend(mut request: Request<'_>) {
 ///
 /// Inlined into the caller (and `yield_now` into its caller): the switch then happens in the
 /// user's own frame, so no `ret` crosses it to miss the return stack buffer (see
-/// `arch/x86_64.rs`).
+/// `arch/x86_64.rs`). The worker comes from `WORKER`, a plain pointer whose load depends on
+/// nothing the previous yield wrote (reading it through the task record, or cloning an `Rc`
+/// out of the worker's own thread-local, puts two more loads or a state check on the chain of
+/// loads that leads from one switch to the next). After `pick`, both tasks are handled as raw
+/// pointers: nothing between `pick` and the switch may unwind, so nothing is spilled to the
+/// stack for a landing pad.
 #[inline(always)]
-pub(crate) fn yield_to(pick: impl FnOnce(TaskRef) -> Result<TaskRef, TaskRef>) -> bool {
+pub(crate) fn yield_to(pick: impl FnOnce(&Worker, TaskRef) -> Result<TaskRef, TaskRef>) -> bool {
     let me = CURRENT.with(|c| c.replace(std::ptr::null()));
     if me.is_null() {
         return false;
@@ -503,27 +522,36 @@ pub(crate) fn yield_to(pick: impl FnOnce(TaskRef) -> Result<TaskRef, TaskRef>) -
     // moves to this Arc, which `pick` either queues (the queue keeps the task alive while it is
     // suspended) or gives back.
     let owned = unsafe { Arc::from_raw(me) };
-    let abort = AbortOnUnwind("gort: a direct yield's pick panicked");
-    let picked = pick(owned);
+    // SAFETY: a task runs only inside a `Task::resume` on its home thread, which set `WORKER`
+    // to the worker it borrows for its whole run, and a chain of direct yields stays inside
+    // that call: the worker is alive. The reference is not used after the switch below.
+    let worker = unsafe { &*WORKER.get() };
+    let abort = AbortOnUnwind;
+    let picked = pick(worker, owned);
     std::mem::forget(abort);
     let next = match picked {
-        Ok(next) => next,
+        Ok(next) => Arc::into_raw(next),
         Err(back) => {
             CURRENT.with(|c| c.set(Arc::into_raw(back)));
             return false;
         }
     };
-    let prev = next.st();
-    assert_eq!(prev, RUNNABLE, "gort: yield_to task {} in state {prev}", next.id);
+    // SAFETY: `next` came from `Arc::into_raw` just above; its reference moves to `CURRENT`
+    // before the switch (below) and keeps it alive while it runs.
+    let next_task = unsafe { &*next };
+    let prev = next_task.st();
+    if prev != RUNNABLE {
+        bad_state(next_task.id, prev);
+    }
     // SAFETY: `me` is still alive: `pick` queued it, and the queue is touched only by this
     // thread, which runs nothing else before the switch.
     let me_task = unsafe { &*me };
     debug_assert!(
-        next.started() && next.home() == me_task.home(),
+        next_task.started() && next_task.home() == me_task.home(),
         "gort: yield_to a task that has not started here"
     );
     let from = me_task.cell.get();
-    let to = next.cell.get();
+    let to = next_task.cell.get();
     // SAFETY: the caller's home is this thread, the only one touching its cell.
     let from_ctx = unsafe { &raw mut (*from).ctx };
     // SAFETY: `next`'s home is this thread too, and `next` is suspended.
@@ -540,12 +568,12 @@ pub(crate) fn yield_to(pick: impl FnOnce(TaskRef) -> Result<TaskRef, TaskRef>) -
     }
     // Plain stores, as in `resume`: a RUNNABLE task is owned by whoever took it from a queue,
     // and a RUNNING one by its thread.
-    next.set_st(RUNNING);
+    next_task.set_st(RUNNING);
     me_task.set_st(RUNNABLE);
     // SAFETY: `next`'s record lives inside `next`, which `CURRENT` keeps alive (just below)
     // until it switches away, and a switch away resets or replaces the pointer first.
-    unsafe { crate::stack::set_running(next.overflow_record()) };
-    CURRENT.with(|c| c.set(Arc::into_raw(next)));
+    unsafe { crate::stack::set_running(next_task.overflow_record()) };
+    CURRENT.with(|c| c.set(next));
     // SAFETY: `from` is the running task's context (saved here, resumed once by a later
     // `resume` or `yield_to` on this thread); `to` is `next`'s suspended context on its live
     // stack (started, so not fresh, and a suspended task ignores the argument).
@@ -553,13 +581,22 @@ pub(crate) fn yield_to(pick: impl FnOnce(TaskRef) -> Result<TaskRef, TaskRef>) -
     true
 }
 
-/// Aborts the process if dropped: a guard around code that must not unwind. Forgotten on the
-/// normal path, so it costs nothing there.
-struct AbortOnUnwind(&'static str);
+/// `yield_to` found its next task in a state other than `RUNNABLE`: a queue is corrupt. Aborts
+/// (the running task is queued already: unwinding from here would leave it owned twice).
+#[cold]
+#[inline(never)]
+fn bad_state(id: u64, state: u8) -> ! {
+    eprintln!("gort: yield_to task {id} in state {state}");
+    std::process::abort()
+}
+
+/// Aborts the process if dropped: a guard around a direct yield's `pick`, which must not
+/// unwind. Forgotten on the normal path, so it costs nothing there (no fields: nothing to store).
+struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
-        eprintln!("{}", self.0);
+        eprintln!("gort: a direct yield's pick panicked");
         std::process::abort();
     }
 }

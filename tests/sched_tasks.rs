@@ -292,7 +292,7 @@ fn direct_yields_keep_homes_counts_and_round_robin_order() {
 #[test]
 fn direct_yields_mixed_with_sleeps_parks_and_exits() {
     // Tasks that yield in tight loops while others sleep, park/unpark and exit at different
-    // times: timers must still fire (every few direct yields go through the scheduler), no
+    // times: timers must still fire (every 16th direct yield looks at the timers), no
     // wake-up may be lost, and every task stays on its thread.
     for workers in [1, 2] {
         let sum = within(Duration::from_secs(120), "mixed yields", move || {

@@ -53,8 +53,9 @@ pub(crate) fn park(commit: impl FnOnce(&TaskRef) -> bool) {
 /// Outside a task it yields the OS thread.
 ///
 /// Usually a *direct* yield: the next task of this worker's `local` queue runs at once, with no
-/// trip through the scheduler (`sched/worker.rs`, "The direct yield"). Every 16th yield in a
-/// row, or whenever other queues hold work, it goes through the scheduler as Go's does.
+/// trip through the scheduler (`sched/worker.rs`, "The direct yield"). Whenever other queues
+/// hold work, or at every 16th yield in a row if a timer has expired or the runtime is shutting
+/// down, it goes through the scheduler as Go's does.
 #[inline(always)]
 pub fn yield_now() {
     // No check before: a cancelled task that yields is resumed, and unwinds after it.

@@ -29,23 +29,29 @@
 //!
 //! | condition (checked in this order)                    | what the yield does                  |
 //! |------------------------------------------------------|--------------------------------------|
-//! | not in a task of this worker                          | `std::thread::yield_now` / nothing direct |
-//! | `DIRECT_STREAK` (15) direct yields since `find_local` last ran | through the scheduler: serves timers (step 1) |
+//! | not in a task                                         | `std::thread::yield_now`             |
 //! | `runnext`, `inbox`, `runq` or the global queue non-empty | through the scheduler: their fairness rules apply |
+//! | `DIRECT_STREAK` (15) direct yields in a row, and an expired timer or shutdown | through the scheduler: timers (step 1), or stop |
+//! | `DIRECT_STREAK` direct yields in a row, nothing due   | the streak starts over; on to the next rows |
 //! | `local` empty                                         | through the scheduler (nothing to switch to) |
 //! | otherwise                                             | front of `local` runs next; the yielder goes to the back |
 //!
-//! The bound: expired timers wait at most 15 direct yields of this worker; new and woken work
-//! never waits behind a direct yield (the hint loads are `Relaxed`, so a push racing with the
-//! check is seen at the next yield or, at worst, the next pass through the scheduler). Order
-//! among the tasks of `local` is FIFO either way, so yielding tasks share the worker round
-//! robin. The scheduler loop that resumed the first task of a chain of direct yields gets back
-//! whichever task switches to it last: [`Task::resume`] returns that task, and `execute`
-//! applies the outcome (requeue, park, exit: remove from `live` by *its* slot) to it.
+//! The bound: expired timers, and shutdown, wait at most 15 direct yields of this worker (the
+//! yield after them looks: an atomic load each with no timer armed, a clock read with one, and
+//! the yield that finds nothing due counts as the first of the next 15). New and woken
+//! work never waits behind a direct yield: the hint loads are `Relaxed` (plain loads on x86-64
+//! and aarch64), so a push racing with the check is seen by a later yield's check, in practice
+//! the next one; the memory model promises only "eventually", as it does for the scheduler's
+//! own `SeqCst` loads of the same counters. Steps 7–9 are not reached while `local` has work,
+//! with direct yields or without. Order among the tasks of `local` is FIFO either way, so
+//! yielding tasks share the worker round robin. The scheduler loop that resumed the first task
+//! of a chain of direct yields gets back whichever task switches to it last: [`Task::resume`]
+//! returns that task, and `execute` applies the outcome (requeue, park, exit: remove from
+//! `live` by *its* slot) to it.
 //!
 //! Invariants: only this thread touches `Worker::q` and `Worker::stacks` (they are `RefCell`s,
 //! never borrowed across a task switch: a running task may call back into `push_new`,
-//! `push_ready` or `try_yield_direct` on this worker; `stacks` is the one exception, borrowed
+//! `push_ready` or `pick_direct` on this worker; `stacks` is the one exception, borrowed
 //! by `execute` across `resume`, which no task code touches).
 
 #![forbid(unsafe_code)]
@@ -69,8 +75,9 @@ use crate::task::{self, Outcome, Task, TaskRef};
 const RUNNEXT_STREAK: u32 = 3;
 /// Global-queue batch size limit (Go's `globrunqget` max).
 const GLOBAL_BATCH: usize = 128;
-/// At most this many direct yields in a row (see [`yield_direct`]); the next yield goes through
-/// `find_runnable`, so expired timers wait at most this many yields of this worker's tasks.
+/// After this many direct yields in a row, the next yield looks at the timers and the shutdown
+/// flag (see [`yield_direct`]): expired timers wait at most this many yields of this worker's
+/// tasks, as they would if every 16th yield went through `find_runnable`.
 const DIRECT_STREAK: u32 = 15;
 
 /// A worker's own state: only its thread touches it.
@@ -114,18 +121,19 @@ pub(crate) fn current() -> Option<Rc<Worker>> {
 }
 
 /// `yield_now` from a task: yields straight to the next task of this worker if the scheduler
-/// would pick it anyway (step 0 in the table at the top of this file). Returns `false` if the
-/// yield must go through the scheduler instead (`Request::Yield`); `true` once the caller has
-/// been resumed.
+/// would pick it anyway (the direct yield, at the top of this file). Returns `false` if the
+/// yield must go through the scheduler instead (`Request::Yield`), or if this thread runs no
+/// task; `true` once the caller has been resumed.
+///
+/// The worker comes from `task::yield_to` (a plain pointer `Task::resume` leaves for the running
+/// task), not from `CURRENT`: no `Rc` count and no lazy-init check per yield, and no borrow of a
+/// thread-local that lives across the switch (rust-lessons §8.3).
 #[inline(always)]
 pub(crate) fn yield_direct() -> bool {
-    // The worker is taken out of the thread-local first: the switch must not happen inside
-    // `LocalKey::with`, which LLVM may keep out of line (a `ret` across the switch, mispredicted
-    // on every yield).
-    match current() {
-        Some(w) => w.try_yield_direct(),
-        None => false,
-    }
+    task::yield_to(
+        #[inline(always)]
+        |w, me| w.pick_direct(me),
+    )
 }
 
 /// A worker thread's main (Go's `mstart` → `schedule`).
@@ -214,7 +222,7 @@ impl Worker {
             // whichever task of this worker ran last (see `yield_direct`).
             let (back, outcome) = {
                 let mut stacks = self.stacks.borrow_mut();
-                Task::resume(task, self.index, &mut stacks)
+                Task::resume(task, self, &mut stacks)
             };
             match outcome {
                 Ok(Outcome::Yielded) => self.q.borrow_mut().local.push_back(back),
@@ -304,41 +312,57 @@ impl Worker {
         Some(first)
     }
 
-    /// The direct yield (the table at the top of this file): if the scheduler would pick the
-    /// front of `local` anyway, switch to it from here. `false`: go through the scheduler.
+    /// The direct yield's choice (the table at the top of this file), with the running task
+    /// `me` in hand: `Ok(next)` with `me` queued at the back of `local` if the scheduler would
+    /// pick the front of `local` anyway, else `Err(me)`: go through the scheduler. Must not
+    /// panic (see `task::yield_to`).
     #[inline(always)]
-    fn try_yield_direct(&self) -> bool {
-        task::yield_to(
-            #[inline(always)]
-            |me| {
-                let remote = &self.shared.workers[self.index];
-                let mut q = self.q.borrow_mut();
-                // Relaxed loads: these are hints. A push they miss is seen by the scheduler
-                // pass at most `DIRECT_STREAK` yields later, as are the timers.
-                if q.direct >= DIRECT_STREAK
-                    || q.runnext.is_some()
-                    || remote.inbox_len.load(Relaxed) != 0
-                    || remote.runq_len.load(Relaxed) != 0
-                    || self.shared.global_len.load(Relaxed) != 0
-                {
-                    return Err(me);
-                }
-                q.direct += 1;
-                q.streak = 0;
-                // `local` holds started tasks of this worker only (`push_runq`), as
-                // `yield_to` needs. Front out, `me` in at the back: with one task queued,
-                // that is a swap in place.
-                match q.local.len() {
-                    0 => Err(me),
-                    1 => Ok(std::mem::replace(&mut q.local[0], me)),
-                    _ => {
-                        let next = q.local.pop_front();
-                        q.local.push_back(me);
-                        next.ok_or_else(|| unreachable!())
-                    }
-                }
-            },
-        )
+    fn pick_direct(&self, me: TaskRef) -> Result<TaskRef, TaskRef> {
+        let remote = &self.shared.workers[self.index];
+        let mut q = self.q.borrow_mut();
+        // Relaxed loads: these are hints (see "The direct yield" above).
+        if q.runnext.is_some()
+            || remote.inbox_len.load(Relaxed) != 0
+            || remote.runq_len.load(Relaxed) != 0
+            || self.shared.global_len.load(Relaxed) != 0
+        {
+            return Err(me);
+        }
+        if q.direct >= DIRECT_STREAK {
+            // What a pass through `find_runnable` would do besides picking the front of `local`
+            // (the checks above cover steps 2–5): shut down, or run timers (step 1). Neither
+            // due: the streak starts over here, without the two switches of that pass.
+            if self.scheduler_due() {
+                return Err(me);
+            }
+            q.direct = 0;
+        }
+        q.direct += 1;
+        q.streak = 0;
+        // `local` holds started tasks of this worker only (`push_runq`), as `yield_to` needs.
+        // Front out, `me` in at the back: with one task queued, that is a swap in place.
+        match q.local.len() {
+            0 => Err(me),
+            1 => Ok(std::mem::replace(&mut q.local[0], me)),
+            _ => {
+                let next = q.local.pop_front();
+                q.local.push_back(me);
+                next.ok_or_else(|| unreachable!())
+            }
+        }
+    }
+
+    /// Whether the runtime is shutting down or one of this worker's timers has expired (Go's
+    /// `checkTimers` test): then the scheduler has work besides picking the next task. Two
+    /// atomic loads, and a clock read if a timer is armed. Called inside a direct yield's `pick`,
+    /// so it must not panic: `Instant::now` fails only if `CLOCK_MONOTONIC` does (then the
+    /// process aborts, see `task::yield_to`).
+    #[cold]
+    #[inline(never)]
+    fn scheduler_due(&self) -> bool {
+        let remote = &self.shared.workers[self.index];
+        self.shared.shutdown.load(Relaxed)
+            || remote.timers.next_deadline().is_some_and(|d| d <= Instant::now())
     }
 
     /// Step 7, and step 9 when `delay` is not zero: poll the network, make the woken tasks
