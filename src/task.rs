@@ -15,7 +15,7 @@
 //! |------------|-------------|--------------------------------------------------|-------------------------------|
 //! | `RUNNABLE` | `_Grunnable`| spawn; `make_runnable` (a wake); a failed commit; `yield_to` (the yielder) | `RUNNING` (its worker runs it) |
 //! | `RUNNING`  | `_Grunning` | `Task::resume`; `yield_to` (the task switched to) | `RUNNABLE` (yield), `WAITING` (park), `DEAD` (exit) |
-//! | `WAITING`  | `_Gwaiting` | `Task::resume` before it runs the park's commit | `RUNNABLE` via one successful `make_runnable` |
+//! | `WAITING`  | `_Gwaiting` | `park_to`, before it runs the park's commit | `RUNNABLE` via one successful `make_runnable` |
 //! | `DEAD`     | `_Gdead`    | `Task::resume` when the task exits             | —                             |
 //!
 //! # The direct yield (`yield_to`)
@@ -52,6 +52,19 @@
 //! - The state becomes `WAITING` *before* the park's commit publishes the task anywhere, so a
 //!   waker that finds it can always make it runnable (Go: `park_m` sets `_Gwaiting`, then calls
 //!   `unlockf`).
+//! - After its commit, a parked task touches neither its state nor anything the commit
+//!   published: a waker on another thread may already have made it `RUNNABLE` and queued it
+//!   on its home worker, which is this thread, busy until the task has switched away.
+//!
+//! # The direct park (`park_to`)
+//!
+//! Go's `gopark` runs the commit (`unlockf`) on `g0`, after the switch, because once the
+//! goroutine is published another M may run it at once, while its stack is still in use. A
+//! gort task runs only on its home thread, and that thread is busy running the task until it
+//! switches away: nobody can resume it early. So the commit runs on the task's own stack,
+//! *before* the switch, and if the worker has a task ready to run next (the `runnext` a channel
+//! hand-off just filled, say), the parking task switches straight into it: one switch per park
+//! instead of two, and no `find_runnable` in between (`sched/worker.rs`, "The direct park").
 //! - Nothing unwinds through a switch: the entry catches every panic (decision 6).
 
 use std::any::Any;
@@ -92,9 +105,10 @@ pub(crate) type Entry = Box<dyn FnOnce(&Task) + Send>;
 pub(crate) enum Request<'a> {
     /// `Gosched`: put me at the back of the queue.
     Yield,
-    /// `gopark(unlockf)`: I am off my stack now; run `commit` to publish me. If it returns
-    /// `false`, the event I wait for already happened: run me again.
-    Park(&'a mut dyn FnMut(&TaskRef) -> bool),
+    /// `gopark(unlockf)`, second half: I am `WAITING` and my commit has published me (see
+    /// [`park_to`]); there was no task to switch to directly, so run the scheduler. I may be
+    /// `RUNNABLE` and queued already: leave my state alone.
+    Parked(std::marker::PhantomData<&'a ()>),
     /// `goexit`: I am done; my stack may be reused.
     Exit,
 }
@@ -106,8 +120,6 @@ pub(crate) enum Outcome {
     Yielded,
     /// The task parked and its commit published it: someone else will wake it.
     Parked,
-    /// The commit failed: the task is `RUNNABLE` again and should run next.
-    CommitFailed,
     /// The task finished; its stack went back to the pool.
     Exited,
 }
@@ -411,22 +423,7 @@ impl Task {
                 self.set_st(RUNNABLE);
                 Outcome::Yielded
             }
-            Request::Park(commit) => {
-                // A SeqCst read-modify-write, not a plain store: a commit that re-checks a flag
-                // (an unpark token, say) pairs with a waker that sets the flag and then CASes
-                // this word; one of the two must see the other.
-                let cur = self.state.load(Relaxed);
-                self.state.swap((((cur >> 2) + 1) << 2) | WAITING as u64, SeqCst);
-                if commit(self) {
-                    Outcome::Parked
-                } else if self.make_runnable() {
-                    Outcome::CommitFailed
-                } else {
-                    // The commit failed yet someone else already made the task runnable:
-                    // impossible with a correct commit, which publishes nothing on failure.
-                    panic!("gort: task {} woken by a commit that failed", self.id)
-                }
-            }
+            Request::Parked(_) => Outcome::Parked,
             Request::Exit => {
                 self.set_st(DEAD);
                 // SAFETY: the task is off its stack for good and this is its home thread, the
@@ -536,19 +533,96 @@ pub(crate) fn yield_to(pick: impl FnOnce(&Worker, TaskRef) -> Result<TaskRef, Ta
             return false;
         }
     };
-    // SAFETY: `next` came from `Arc::into_raw` just above; its reference moves to `CURRENT`
-    // before the switch (below) and keeps it alive while it runs.
+    // SAFETY: `pick` queued `me`, and the queue is touched only by this thread, which runs
+    // nothing else before the switch: it is alive.
+    unsafe { (*me).set_st(RUNNABLE) };
+    // SAFETY: `me` is the running task, now RUNNABLE, its reference moved to the queue; `next`
+    // is what `pick` returned: a started RUNNABLE task of this worker, from `Arc::into_raw`.
+    unsafe { switch_into(me, next) };
+    true
+}
+
+/// What [`park_to`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DirectPark {
+    /// The task parked, switched straight into another task, and has been resumed since.
+    Resumed,
+    /// The commit failed (the awaited event came first): the task never parked, and runs on.
+    NotParked,
+    /// The task is parked (`WAITING` and published) but there was no task to switch to
+    /// directly: the caller must switch to the scheduler with [`Request::Parked`].
+    Committed,
+}
+
+/// Go's `gopark`, on the task's own stack (the direct park, module doc): the running task
+/// becomes `WAITING` in a new park, runs `commit` (which publishes it, or returns `false` if
+/// the event already came), then asks `pick` for a task to switch straight into.
+///
+/// `pick` gets this thread's worker and returns a started `RUNNABLE` task of this worker taken
+/// from its queues, or `None` (then the result is [`DirectPark::Committed`]). It must not
+/// switch nor panic. Called only from inside a task.
+#[inline(always)]
+pub(crate) fn park_to(
+    commit: &mut dyn FnMut(&TaskRef) -> bool,
+    pick: impl FnOnce(&Worker) -> Option<TaskRef>,
+) -> DirectPark {
+    let me = CURRENT.with(|c| c.get());
+    assert!(!me.is_null(), "gort: park called outside a task");
+    // SAFETY: `me` is the running task, whose reference `CURRENT` owns while it runs; this
+    // Arc borrows that reference without taking it (`ManuallyDrop`: no count change).
+    let me_ref = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(me) });
+    // A SeqCst read-modify-write, not a plain store: a commit that re-checks a flag (an unpark
+    // token, say) pairs with a waker that sets the flag and then CASes this word; one of the
+    // two must see the other.
+    let cur = me_ref.state.load(Relaxed);
+    me_ref.state.swap((((cur >> 2) + 1) << 2) | WAITING as u64, SeqCst);
+    if !commit(&me_ref) {
+        // The event came first: nothing was published, so nobody else can have woken us.
+        assert!(me_ref.make_runnable(), "gort: task {} woken by a commit that failed", me_ref.id);
+        me_ref.set_st(RUNNING);
+        return DirectPark::NotParked;
+    }
+    // From here on, `me`'s state belongs to its wakers (module invariants).
+    // SAFETY: as in `yield_to`: we run inside the `Task::resume` that set `WORKER`.
+    let worker = unsafe { &*WORKER.get() };
+    let abort = AbortOnUnwind;
+    let picked = pick(worker);
+    std::mem::forget(abort);
+    let Some(next) = picked else { return DirectPark::Committed };
+    let next = Arc::into_raw(next);
+    // `CURRENT`'s reference to `me` is dropped here, on `me`'s own stack: never the last one,
+    // as the home worker's list of live tasks holds one until the task exits.
+    // SAFETY: `me` came from `Arc::into_raw` and `CURRENT` owns this reference, which it stops
+    // owning in `switch_into` (it then holds `next`).
+    unsafe { Arc::decrement_strong_count(me) };
+    // SAFETY: `me` is alive (the live list, above); `next` is a started RUNNABLE task of this
+    // thread whose reference moves to `CURRENT`.
+    unsafe { switch_into(me, next) };
+    DirectPark::Resumed
+}
+
+/// The switch of a direct yield or park: `next` becomes `RUNNING` and the running task and
+/// owner of `CURRENT` (its reference moves there), and this thread switches from `me`'s context
+/// into `next`'s. Returns when something resumes `me`.
+///
+/// # Safety
+/// `me` is the running task, alive, whose state the caller has already set (`RUNNABLE` for a
+/// yield; for a park, its wakers own it) and whose `CURRENT` reference the caller has already
+/// moved elsewhere; `next` comes from `Arc::into_raw`, and is a started `RUNNABLE` task whose
+/// home is this thread, taken from this worker's queues.
+#[inline(always)]
+unsafe fn switch_into(me: *const Task, next: *const Task) {
+    // SAFETY: per the contract, `next` is alive (its reference moves to `CURRENT` below).
     let next_task = unsafe { &*next };
     let prev = next_task.st();
     if prev != RUNNABLE {
         bad_state(next_task.id, prev);
     }
-    // SAFETY: `me` is still alive: `pick` queued it, and the queue is touched only by this
-    // thread, which runs nothing else before the switch.
+    // SAFETY: per the contract, `me` is alive.
     let me_task = unsafe { &*me };
     debug_assert!(
         next_task.started() && next_task.home() == me_task.home(),
-        "gort: yield_to a task that has not started here"
+        "gort: a direct switch into a task that has not started here"
     );
     let from = me_task.cell.get();
     let to = next_task.cell.get();
@@ -564,29 +638,27 @@ pub(crate) fn yield_to(pick: impl FnOnce(&Worker, TaskRef) -> Result<TaskRef, Ta
         let from_sched = unsafe { (*from).sched };
         // SAFETY: as for `to_ctx`.
         let to_sched = unsafe { (*to).sched };
-        debug_assert_eq!(from_sched, to_sched, "gort: yield_to across scheduler contexts");
+        debug_assert_eq!(from_sched, to_sched, "gort: a direct switch across scheduler contexts");
     }
-    // Plain stores, as in `resume`: a RUNNABLE task is owned by whoever took it from a queue,
-    // and a RUNNING one by its thread.
+    // A plain store, as in `resume`: a RUNNABLE task is owned by whoever took it from a queue.
     next_task.set_st(RUNNING);
-    me_task.set_st(RUNNABLE);
     // SAFETY: `next`'s record lives inside `next`, which `CURRENT` keeps alive (just below)
     // until it switches away, and a switch away resets or replaces the pointer first.
     unsafe { crate::stack::set_running(next_task.overflow_record()) };
     CURRENT.with(|c| c.set(next));
     // SAFETY: `from` is the running task's context (saved here, resumed once by a later
-    // `resume` or `yield_to` on this thread); `to` is `next`'s suspended context on its live
-    // stack (started, so not fresh, and a suspended task ignores the argument).
+    // `resume` or direct switch on this thread); `to` is `next`'s suspended context on its
+    // live stack (started, so not fresh, and a suspended task ignores the argument).
     unsafe { arch::switch(from_ctx, to_ctx, 0) };
-    true
 }
 
-/// `yield_to` found its next task in a state other than `RUNNABLE`: a queue is corrupt. Aborts
-/// (the running task is queued already: unwinding from here would leave it owned twice).
+/// A direct switch found its next task in a state other than `RUNNABLE`: a queue is corrupt.
+/// Aborts (the running task is queued or parked already: unwinding from here would leave it
+/// owned twice).
 #[cold]
 #[inline(never)]
 fn bad_state(id: u64, state: u8) -> ! {
-    eprintln!("gort: yield_to task {id} in state {state}");
+    eprintln!("gort: a direct switch into task {id} in state {state}");
     std::process::abort()
 }
 
@@ -596,7 +668,7 @@ struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
-        eprintln!("gort: a direct yield's pick panicked");
+        eprintln!("gort: a direct yield's or park's pick panicked");
         std::process::abort();
     }
 }

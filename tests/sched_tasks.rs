@@ -373,3 +373,55 @@ fn shutdown_unwinds_tasks_that_only_yield() {
     });
     assert_eq!(dropped.load(SeqCst), 6, "every yielding task's destructors ran");
 }
+
+/// A channel ping-pong hands the worker straight from one task to the other (the direct
+/// park). It must still leave turns to the other tasks queued on the worker, and let timers
+/// fire: the pair keeps going until a sleeper has woken 3 times, and a yielding task must have
+/// run many times meanwhile (with no fairness it would run 0 times until the pair stops).
+#[test]
+fn a_ping_pong_pair_leaves_turns_to_queued_tasks_and_timers() {
+    within(Duration::from_secs(60), "ping-pong fairness", || {
+        rt(1).block_on(|| {
+            let woke = Arc::new(AtomicUsize::new(0));
+            let turns = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (w, st) = (woke.clone(), stop.clone());
+            let sleeper = gort::go(move || {
+                while !st.load(SeqCst) {
+                    gort::time::sleep(Duration::from_millis(2));
+                    w.fetch_add(1, SeqCst);
+                }
+            });
+            let (t, st) = (turns.clone(), stop.clone());
+            let yielder = gort::go(move || {
+                while !st.load(SeqCst) {
+                    t.fetch_add(1, SeqCst);
+                    gort::yield_now();
+                }
+            });
+            gort::yield_now(); // both started
+            let (ping_tx, ping_rx) = gort::chan::bounded::<u64>(0);
+            let (pong_tx, pong_rx) = gort::chan::bounded::<u64>(0);
+            let echo = gort::go(move || {
+                for v in ping_rx.iter() {
+                    pong_tx.send(v).unwrap();
+                }
+            });
+            let turns_before = turns.load(SeqCst);
+            let mut rounds = 0u64;
+            while woke.load(SeqCst) < 3 {
+                ping_tx.send(rounds).unwrap();
+                assert_eq!(pong_rx.recv().unwrap(), rounds);
+                rounds += 1;
+            }
+            let yields = turns.load(SeqCst) - turns_before;
+            stop.store(true, SeqCst);
+            drop(ping_tx);
+            echo.join().unwrap();
+            sleeper.join().unwrap();
+            yielder.join().unwrap();
+            // One turn of the yielder per few hand-offs (`find_local`'s runnext streak of 3).
+            assert!(yields as u64 >= rounds / 8, "{yields} turns in {rounds} round trips");
+        });
+    });
+}

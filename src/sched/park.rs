@@ -3,14 +3,20 @@
 //! Mirrors: `runtime/proc.go` (Go 1.19) `gopark(unlockf)`, `park_m`, `goready`, `Gosched`.
 //!
 //! ```text
-//!  task: park(commit) ──switch──► scheduler: state = WAITING; commit(task)?
-//!                                    true  → parked: whoever got the task will ready() it
-//!                                    false → the event already happened: run the task again
+//!  task: park(commit): state = WAITING (next park count); commit(task)?
+//!          false → the event already happened: the task runs on, never parked
+//!          true  → parked: whoever got the task will ready() it; then
+//!                  runnext holds a started task → switch straight into it (the direct park)
+//!                  else                         → switch to the scheduler (find_runnable)
 //!  waker: ready(task): CAS WAITING → RUNNABLE, queue on the home worker (wake it if asleep)
 //! ```
 //!
-//! The commit runs *after* the task is off its stack, so a waker that finds the task through the
-//! commit can queue it at once: it can never be resumed twice, nor missed.
+//! Go runs the commit on `g0`, after the switch, because a published goroutine may be run at
+//! once by another M while its stack is still in use. A gort task runs only on its home thread,
+//! which is busy running it until it switches away, so the commit may run on the task's own
+//! stack (`task::park_to`): a waker that finds the task through the commit queues it on this
+//! thread's worker, which can resume it only after the switch. It can never be resumed twice,
+//! nor missed.
 //!
 //! [`wait`] is the same protocol for code that may also run on plain OS threads (join, channels,
 //! the blocking pool): a task parks; a thread sleeps on a [`Waker::Thread`].
@@ -30,11 +36,12 @@ use std::time::Instant;
 
 use super::{Shared, ready, ready_if, worker};
 use crate::spawn::Cancelled;
-use crate::task::{self, Request, TaskRef};
+use crate::task::{self, DirectPark, Request, TaskRef};
 
-/// Go's `gopark`: suspends the running task until someone readies it. `commit` runs on the
-/// scheduler side once the task is off its stack; it publishes the task and returns `true`, or
-/// returns `false` if the awaited event already happened (the task then runs again at once).
+/// Go's `gopark`: suspends the running task until someone readies it. `commit` runs with the
+/// task already `WAITING` (still on its stack, see the module doc); it publishes the task and
+/// returns `true`, or returns `false` if the awaited event already happened (the task then runs
+/// on without parking). It must not park or switch itself.
 ///
 /// A task of a runtime that is shutting down unwinds from here (with a private payload its
 /// entry catches), so its destructors run.
@@ -42,10 +49,18 @@ use crate::task::{self, Request, TaskRef};
 /// # Panics
 /// Outside a task.
 pub(crate) fn park(commit: impl FnOnce(&TaskRef) -> bool) {
-    check_cancel();
     let mut commit = Some(commit);
-    let mut step = |t: &TaskRef| commit.take().is_some_and(|c| c(t));
-    task::suspend(Request::Park(&mut step));
+    park_dyn(&mut |t| commit.take().is_some_and(|c| c(t)));
+}
+
+/// [`park`] with the commit behind a reference: the commit's captures (a lock guard, a slot)
+/// stay where the caller built them instead of being moved through every layer (each move of a
+/// few words costs a store-to-load forwarding stall when it is read back at once).
+fn park_dyn(step: &mut dyn FnMut(&TaskRef) -> bool) {
+    check_cancel();
+    if task::park_to(step, |w| w.pick_after_park()) == DirectPark::Committed {
+        task::suspend(Request::Parked(std::marker::PhantomData));
+    }
     check_cancel();
 }
 
@@ -140,16 +155,22 @@ pub(crate) fn wait(commit: impl FnOnce(Waker) -> bool) {
 /// is tied to this park and does nothing later. The caller re-checks its condition and the
 /// clock, and removes its waker from wherever `commit` put it.
 pub(crate) fn wait_until(deadline: Option<Instant>, commit: impl FnOnce(Waker) -> bool) {
+    let mut commit = Some(commit);
+    wait_dyn(deadline, &mut |w| commit.take().is_some_and(|c| c(w)));
+}
+
+/// [`wait_until`] with the commit behind a reference (see [`park_dyn`]).
+fn wait_dyn(deadline: Option<Instant>, commit: &mut dyn FnMut(Waker) -> bool) {
     if let Some(w) = worker::current().filter(|_| task::in_task()) {
-        let shared = w.shared.clone();
-        let timers = deadline.map(|d| (d, &w.shared.workers[w.index].timers));
-        park(move |t| {
+        let shared = &w.shared;
+        let index = w.index;
+        park_dyn(&mut |t| {
             let seq = t.park_seq();
-            if !commit(Waker::Task(t.clone(), shared, seq)) {
+            if !commit(Waker::Task(t.clone(), shared.clone(), seq)) {
                 return false;
             }
-            if let Some((d, timers)) = timers {
-                timers.add_ready(d, t.clone(), seq);
+            if let Some(d) = deadline {
+                shared.workers[index].timers.add_ready(d, t.clone(), seq);
             }
             true
         });

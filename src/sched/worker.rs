@@ -49,9 +49,24 @@
 //! returns that task, and `execute` applies the outcome (requeue, park, exit: remove from
 //! `live` by *its* slot) to it.
 //!
+//! # The direct park (no Go counterpart)
+//!
+//! A task that parks (`task::park_to`) runs its commit on its own stack, then asks
+//! [`Worker::pick_after_park`] for a task to switch straight into: `runnext`, when it holds a
+//! started task (a channel hand-off or a local wake just put it there, as Go's `ready` does)
+//! and the scheduler would pick it anyway. A ping-pong of two tasks then costs one switch per
+//! hand-off instead of two plus a `find_runnable`.
+//!
+//! | condition (checked in this order)                         | the parked task switches to  |
+//! |-----------------------------------------------------------|------------------------------|
+//! | `runnext` empty, or holding a task that has not started    | the scheduler                |
+//! | other work queued (`local`, inbox, `runq`, global) and `RUNNEXT_STREAK` runnext picks in a row | the scheduler (`find_local`'s fairness) |
+//! | `DIRECT_STREAK` direct switches in a row, and a timer or shutdown due | the scheduler     |
+//! | otherwise                                                  | `runnext`, directly          |
+//!
 //! Invariants: only this thread touches `Worker::q` and `Worker::stacks` (they are `RefCell`s,
 //! never borrowed across a task switch: a running task may call back into `push_new`,
-//! `push_ready` or `pick_direct` on this worker; `stacks` is the one exception, borrowed
+//! `push_ready`, `pick_direct` or `pick_after_park` on this worker; `stacks` is the one exception, borrowed
 //! by `execute` across `resume`, which no task code touches).
 
 #![forbid(unsafe_code)]
@@ -208,39 +223,31 @@ impl Worker {
         }
     }
 
-    /// Go's `execute`: run `task` until it (or, after direct yields, another task of this
-    /// worker) switches back to the scheduler, then deal with that task.
+    /// Go's `execute`: run `task` until it (or, after direct yields and parks, another task of
+    /// this worker) switches back to the scheduler, then deal with that task.
     fn execute(&self, task: TaskRef) {
         if !task.started() {
             let key = self.q.borrow_mut().live.insert(task.clone());
             task.set_slot(key);
         }
         super::reset_budget();
-        let mut task = task;
-        loop {
-            // `back` is the task that switched back to us: `task`, or, after direct yields,
-            // whichever task of this worker ran last (see `yield_direct`).
-            let (back, outcome) = {
-                let mut stacks = self.stacks.borrow_mut();
-                Task::resume(task, self, &mut stacks)
-            };
-            match outcome {
-                Ok(Outcome::Yielded) => self.q.borrow_mut().local.push_back(back),
-                Ok(Outcome::Parked) => {}
-                Ok(Outcome::CommitFailed) => {
-                    task = back; // the event came first: run it again now
-                    continue;
-                }
-                Ok(Outcome::Exited) => {
-                    self.q.borrow_mut().live.try_remove(back.slot());
-                }
-                Err(e) => {
-                    log::error!("gort: cannot start task {}: {e}; it is dropped", back.id());
-                    self.q.borrow_mut().live.try_remove(back.slot());
-                    back.discard();
-                }
+        // `back` is the task that switched back to us: `task`, or, after direct yields and
+        // parks, whichever task of this worker ran last (see "The direct yield").
+        let (back, outcome) = {
+            let mut stacks = self.stacks.borrow_mut();
+            Task::resume(task, self, &mut stacks)
+        };
+        match outcome {
+            Ok(Outcome::Yielded) => self.q.borrow_mut().local.push_back(back),
+            Ok(Outcome::Parked) => {}
+            Ok(Outcome::Exited) => {
+                self.q.borrow_mut().live.try_remove(back.slot());
             }
-            return;
+            Err(e) => {
+                log::error!("gort: cannot start task {}: {e}; it is dropped", back.id());
+                self.q.borrow_mut().live.try_remove(back.slot());
+                back.discard();
+            }
         }
     }
 
@@ -350,6 +357,37 @@ impl Worker {
                 next.ok_or_else(|| unreachable!())
             }
         }
+    }
+
+    /// The direct park's choice (see "The direct park" above), for a task that has just
+    /// parked: `runnext` if it holds a started task and the scheduler would pick it anyway;
+    /// else `None` (the parked task switches to the scheduler). Must not panic (see
+    /// `task::park_to`).
+    #[inline(always)]
+    pub(crate) fn pick_after_park(&self) -> Option<TaskRef> {
+        let remote = &self.shared.workers[self.index];
+        let mut q = self.q.borrow_mut();
+        if !q.runnext.as_ref().is_some_and(|t| t.started()) {
+            return None;
+        }
+        // Relaxed loads: hints, as for the direct yield.
+        let others = !q.local.is_empty()
+            || remote.inbox_len.load(Relaxed) != 0
+            || remote.runq_len.load(Relaxed) != 0
+            || self.shared.global_len.load(Relaxed) != 0;
+        if others && q.streak >= RUNNEXT_STREAK {
+            return None; // `find_local`'s fairness: the queues get their turn
+        }
+        if q.direct >= DIRECT_STREAK {
+            if self.scheduler_due() {
+                return None;
+            }
+            q.direct = 0;
+        }
+        q.direct += 1;
+        q.streak = if others { q.streak + 1 } else { 0 };
+        super::reset_budget();
+        q.runnext.take()
     }
 
     /// Whether the runtime is shutting down or one of this worker's timers has expired (Go's
