@@ -94,6 +94,10 @@ const GLOBAL_BATCH: usize = 128;
 /// flag (see [`yield_direct`]): expired timers wait at most this many yields of this worker's
 /// tasks, as they would if every 16th yield went through `find_runnable`.
 const DIRECT_STREAK: u32 = 15;
+/// How long an idle worker watches its inbox and the shared queues before it sleeps, while
+/// another worker is busy ([`Worker::spin_for_work`]): a few times the cost of a wake-up
+/// (futex or `netpoll_break` plus a context switch, 5–10 µs here).
+const SPIN_FOR_WORK: Duration = Duration::from_micros(20);
 
 /// A worker's own state: only its thread touches it.
 #[derive(Debug)]
@@ -268,6 +272,9 @@ impl Worker {
             if let Some(t) = self.steal() {
                 self.stop_spinning();
                 return Some(t);
+            }
+            if self.spin_for_work() {
+                continue;
             }
             self.sleep();
         }
@@ -511,6 +518,35 @@ impl Worker {
         // Woken by `wakep`: we hold its spinning token now.
         if remote.spin_handoff.swap(false, SeqCst) {
             self.q.borrow_mut().spinning = true;
+        }
+    }
+
+    /// Step 9a: before sleeping, watch the queues other threads push to for a few
+    /// microseconds, while some other worker is busy (it may hand us work: a channel wake, a
+    /// spawn). Waking a sleeping worker costs its waker a syscall and it a context switch, both
+    /// far longer than this spin; a worker that is only *about* to sleep is `AWAKE`, so a push
+    /// to its inbox needs no wake-up at all. Go's spinning Ms play this part. Not with one
+    /// worker, nor when every other worker is idle: then nobody is about to hand work over,
+    /// and the network and the timers are served by sleeping in `netpoll`.
+    fn spin_for_work(&self) -> bool {
+        let shared = &self.shared;
+        let remote = &shared.workers[self.index];
+        let n = shared.workers.len();
+        if n == 1 || shared.idle.load(Relaxed) + 1 >= n || shared.shutdown.load(Relaxed) {
+            return false;
+        }
+        let until = Instant::now() + SPIN_FOR_WORK;
+        loop {
+            for _ in 0..64 {
+                if remote.inbox_len.load(Relaxed) != 0 || shared.has_shared_work() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until || remote.timers.next_deadline().is_some_and(|d| d <= until)
+            {
+                return false;
+            }
         }
     }
 
