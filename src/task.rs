@@ -78,6 +78,7 @@ use std::sync::{Arc, OnceLock};
 use reactor::Waiter;
 
 use crate::arch::{self, Context};
+use crate::sched::Shared;
 use crate::sched::worker::Worker;
 use crate::stack::{RunningTask, Stack, StackPool};
 
@@ -140,6 +141,11 @@ pub(crate) struct Task {
     state: AtomicU64,
     /// Worker index + 1; 0 until the first run.
     home: AtomicUsize,
+    /// The runtime of the home worker, from the first run on: what a waker queues the task on
+    /// (so a waker holds no reference of its own to the runtime; a task kept alive after its
+    /// runtime ended, by a `JoinHandle` say, keeps the runtime's shared state alive, as a
+    /// `Handle` does).
+    rt: OnceLock<Arc<Shared>>,
     /// Set at shutdown: the next return from a park unwinds the task.
     cancel: AtomicBool,
     /// The key of this task in its home worker's list of live tasks.
@@ -198,6 +204,7 @@ impl Task {
             stack_size,
             state: AtomicU64::new(RUNNABLE as u64),
             home: AtomicUsize::new(0),
+            rt: OnceLock::new(),
             cancel: AtomicBool::new(false),
             slot: AtomicUsize::new(usize::MAX),
             token: AtomicU8::new(TOKEN_EMPTY),
@@ -230,6 +237,11 @@ impl Task {
     /// The worker that owns the task once started.
     pub(crate) fn home(&self) -> Option<usize> {
         self.home.load(Acquire).checked_sub(1)
+    }
+
+    /// The runtime the task belongs to, once started.
+    pub(crate) fn runtime(&self) -> Option<&Arc<Shared>> {
+        self.rt.get()
     }
 
     /// Whether the task has run at least once (it may then not be stolen).
@@ -371,6 +383,7 @@ impl Task {
         cell.sched = sched;
         if cell.stack.is_none() {
             // First run: this worker becomes home; give the task a stack and a fresh frame.
+            let _ = task.rt.set(worker.shared.clone());
             task.home.store(worker.index + 1, Release);
             let stack = match stacks.get(task.stack_size) {
                 Ok(s) => s,

@@ -168,7 +168,7 @@ impl Timers {
         }
         for action in due {
             match action {
-                Action::Ready(t, seq) => sched::ready_if(shared, t, seq, false),
+                Action::Ready(t, seq) => sched::ready_if(t, seq, false),
                 Action::Func(t, seq) => t.fire(seq),
                 Action::Call(f) => f(shared),
             }

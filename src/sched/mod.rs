@@ -402,11 +402,24 @@ pub(crate) fn ready_tail(shared: &Shared, task: TaskRef) {
 }
 
 /// [`ready`] only if the task is still in park number `seq`: for wakers that may outlive the
-/// wait they were made for (a timed wait, a cancelled one). `next` as in [`ready`].
-pub(crate) fn ready_if(shared: &Shared, task: TaskRef, seq: u64, next: bool) {
-    if task.make_runnable_if(seq) {
-        queue_ready(shared, task, next);
+/// wait they were made for (a timed wait, a cancelled one). `next` as in [`ready`]. The task's
+/// own runtime is used: a waker carries no reference to it.
+pub(crate) fn ready_if(task: TaskRef, seq: u64, next: bool) {
+    if !task.make_runnable_if(seq) {
+        return;
     }
+    let home = task.home().expect("a parked task has started");
+    let rt = task.runtime().expect("a parked task has started");
+    if let Some(w) = worker::current()
+        && w.index == home
+        && std::ptr::eq(&*w.shared, &**rt)
+        && !w.shared.config.stress_inbox
+    {
+        return w.push_ready(task, next);
+    }
+    // Another thread: the inbox of the task's home worker (one refcount for the runtime).
+    let rt = rt.clone();
+    rt.push_inbox(home, task);
 }
 
 /// Queues a task that was just made runnable on its home worker.

@@ -104,8 +104,9 @@ fn check_cancel() {
 
 /// Something parked that can be woken: a task (with its runtime) or an OS thread.
 pub(crate) enum Waker {
-    /// A parked task, in park number `u64` (it wakes that park only).
-    Task(TaskRef, Arc<Shared>, u64),
+    /// A parked task, in park number `u64` (it wakes that park only). The runtime to queue it
+    /// on is the task's own.
+    Task(TaskRef, u64),
     /// A sleeping OS thread.
     Thread(Arc<ThreadWaiter>),
 }
@@ -114,7 +115,7 @@ impl Waker {
     /// Wakes what is parked. Call it with no lock held.
     pub(crate) fn wake(self) {
         match self {
-            Waker::Task(t, shared, seq) => ready_if(&shared, t, seq, true),
+            Waker::Task(t, seq) => ready_if(t, seq, true),
             Waker::Thread(w) => w.wake(),
         }
     }
@@ -123,7 +124,7 @@ impl Waker {
 impl fmt::Debug for Waker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Waker::Task(t, _, seq) => write!(f, "Waker::Task({}, park {seq})", t.id()),
+            Waker::Task(t, seq) => write!(f, "Waker::Task({}, park {seq})", t.id()),
             Waker::Thread(w) => write!(f, "Waker::Thread({:?})", w.thread.id()),
         }
     }
@@ -166,7 +167,7 @@ fn wait_dyn(deadline: Option<Instant>, commit: &mut dyn FnMut(Waker) -> bool) {
         let index = w.index;
         park_dyn(&mut |t| {
             let seq = t.park_seq();
-            if !commit(Waker::Task(t.clone(), shared.clone(), seq)) {
+            if !commit(Waker::Task(t.clone(), seq)) {
                 return false;
             }
             if let Some(d) = deadline {
