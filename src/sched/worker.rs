@@ -13,8 +13,9 @@
 //! | 4    | `runnext` (at most 3 in a row)          | the task just woken here runs next (channel hand-off)   |
 //! | 5    | `local` / `runq`, alternating           | started and new tasks share the worker fairly           |
 //! | 6    | global queue, a batch                   |                                                         |
-//! | 7    | `netpoll(0)` if tasks wait on I/O and nobody is polling | cheap readiness before stealing        |
+//! | 7    | `netpoll(0)` if tasks wait on I/O, nobody is polling and there are other workers | cheap readiness before stealing (one worker goes straight to 9) |
 //! | 8    | steal half of another worker's `runq`   | only unstarted tasks move (architecture decision 1)     |
+//! | 9a   | spin up to 20 µs on the inbox and shared queues, if another worker is busy | a hand-off then needs no wake-up (Go's spinning M) |
 //! | 9    | sleep: in `netpoll(until next timer)` if nobody polls, else on the condvar | |
 //!
 //! # The direct yield (no Go counterpart)
@@ -266,7 +267,10 @@ impl Worker {
                 self.stop_spinning();
                 return Some(t);
             }
-            if self.poll_network(Some(Duration::ZERO)) {
+            // With one worker the blocking poll in `sleep` comes next anyway, and returns at
+            // once if something is ready: a non-blocking poll first would cost a syscall each
+            // time the queues run dry.
+            if self.shared.workers.len() > 1 && self.poll_network(Some(Duration::ZERO)) {
                 continue;
             }
             if let Some(t) = self.steal() {
