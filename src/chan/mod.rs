@@ -79,6 +79,31 @@ pub fn never<T>() -> Receiver<T> {
     Receiver { chan: new_chan(Some(0)) }
 }
 
+/// What both halves can ask of the channel's state (Go's `len`, `cap`, and a closed check).
+macro_rules! chan_state {
+    () => {
+        /// Values waiting in the buffer (Go's `len(ch)`).
+        pub fn len(&self) -> usize {
+            self.chan.lock().buf.len()
+        }
+
+        /// Whether the buffer is empty.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// The buffer's size (Go's `cap(ch)`; `None`: unbounded).
+        pub fn capacity(&self) -> Option<usize> {
+            self.chan.lock().cap
+        }
+
+        /// Whether the channel is closed.
+        pub fn is_closed(&self) -> bool {
+            self.chan.lock().closed
+        }
+    };
+}
+
 /// The sending half; clone it for more senders. When the last one goes, the channel closes.
 pub struct Sender<T> {
     chan: Arc<Chan<T>>,
@@ -121,25 +146,7 @@ impl<T> Sender<T> {
         self.chan.close();
     }
 
-    /// Values waiting in the buffer.
-    pub fn len(&self) -> usize {
-        self.chan.lock().buf.len()
-    }
-
-    /// Whether the buffer is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The buffer's size (`None`: unbounded).
-    pub fn capacity(&self) -> Option<usize> {
-        self.chan.lock().cap
-    }
-
-    /// Whether the channel is closed.
-    pub fn is_closed(&self) -> bool {
-        self.chan.lock().closed
-    }
+    chan_state!();
 }
 
 impl<T> Receiver<T> {
@@ -167,25 +174,7 @@ impl<T> Receiver<T> {
         })
     }
 
-    /// Values waiting in the buffer.
-    pub fn len(&self) -> usize {
-        self.chan.lock().buf.len()
-    }
-
-    /// Whether the buffer is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The buffer's size (`None`: unbounded).
-    pub fn capacity(&self) -> Option<usize> {
-        self.chan.lock().cap
-    }
-
-    /// Whether the channel is closed.
-    pub fn is_closed(&self) -> bool {
-        self.chan.lock().closed
-    }
+    chan_state!();
 
     /// Whether `other` receives from the same channel.
     pub fn same_channel(&self, other: &Receiver<T>) -> bool {
