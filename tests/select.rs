@@ -481,3 +481,37 @@ fn control_flow_in_bodies_and_empty_default() {
         assert_eq!(f(), Err(RecvError));
     });
 }
+
+/// More cases than the driver keeps on its stack (8): the same rules hold.
+#[test]
+fn a_select_over_ten_channels() {
+    rt(2).block_on(|| {
+        let chans: Vec<(Sender<usize>, Receiver<usize>)> =
+            (0..10).map(|_| chan::bounded(0)).collect();
+        for k in [0, 7, 9] {
+            let (tx, rx) =
+                (chans[k].0.clone(), chans.iter().map(|c| c.1.clone()).collect::<Vec<_>>());
+            let t = go(move || {
+                select! {
+                    recv(rx[0]) -> v => v.unwrap(),
+                    recv(rx[1]) -> v => v.unwrap(),
+                    recv(rx[2]) -> v => v.unwrap(),
+                    recv(rx[3]) -> v => v.unwrap(),
+                    recv(rx[4]) -> v => v.unwrap(),
+                    recv(rx[5]) -> v => v.unwrap(),
+                    recv(rx[6]) -> v => v.unwrap(),
+                    recv(rx[7]) -> v => v.unwrap(),
+                    recv(rx[8]) -> v => v.unwrap(),
+                    recv(rx[9]) -> v => v.unwrap(),
+                }
+            });
+            gort::time::sleep(Duration::from_millis(2)); // parked on all ten
+            tx.send(100 + k).unwrap();
+            assert_eq!(t.join().unwrap(), 100 + k);
+            // Every losing case was unlinked: nobody receives on the other nine.
+            for (j, (s, _)) in chans.iter().enumerate().filter(|(j, _)| *j != k) {
+                assert!(matches!(s.try_send(j), Err(TrySendError::Full(_))), "channel {j}");
+            }
+        }
+    });
+}

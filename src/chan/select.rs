@@ -289,25 +289,31 @@ impl<T: 'static> private::Sealed for SendCase<'_, T> {
 #[doc(hidden)]
 pub fn select(cases: &mut [&mut dyn Case], mode: Mode) -> bool {
     let n = cases.len();
-    let mut order: Vec<usize> = (0..n).collect();
+    // Up to `INLINE` cases, the three orders live on the stack: no allocation per select.
+    let (mut order_stack, mut order_heap) = ([0; INLINE], Vec::new());
+    let order = indices(n, &mut order_stack, &mut order_heap);
     order.sort_unstable_by_key(|&i| cases[i].held().addr());
     // alias[i]: the case whose lock case i shares (the first case on the same channel).
-    let mut alias: Vec<Option<usize>> = vec![None; n];
+    let (mut alias_stack, mut alias_heap) = ([None; INLINE], Vec::new());
+    let alias = scratch(n, None, &mut alias_stack, &mut alias_heap);
     for w in order.windows(2) {
         if cases[w[0]].held().addr() == cases[w[1]].held().addr() {
             alias[w[1]] = Some(alias[w[0]].unwrap_or(w[0]));
         }
     }
-    let mut poll: Vec<usize> = (0..n).collect();
-    shuffle(&mut poll);
+    let alias = &*alias;
+    let (mut poll_stack, mut poll_heap) = ([0; INLINE], Vec::new());
+    let poll = indices(n, &mut poll_stack, &mut poll_heap);
+    shuffle(poll);
+    let (order, poll) = (&*order, &*poll);
 
-    for &i in &order {
+    for &i in order {
         if alias[i].is_none() {
             cases[i].held_mut().lock();
         }
     }
-    for &i in &poll {
-        if let Some(w) = with_lock(cases, &alias, i, |c, a| c.poll(a)) {
+    for &i in poll {
+        if let Some(w) = with_lock(cases, alias, i, |c, a| c.poll(a)) {
             unlock_all(cases);
             wake(w);
             return true;
@@ -324,8 +330,8 @@ pub fn select(cases: &mut [&mut dyn Case], mode: Mode) -> bool {
     let group = Group::new();
     // Unwinding out of the park (shutdown) cancels the claim before the cases settle.
     let _cancel = Cancel(&group);
-    for &i in &order {
-        with_lock(cases, &alias, i, |c, a| c.enqueue(a, &group, i));
+    for &i in order {
+        with_lock(cases, alias, i, |c, a| c.enqueue(a, &group, i));
     }
     wait_until(deadline, |waker| {
         group.set_waker(waker);
@@ -337,6 +343,37 @@ pub fn select(cases: &mut [&mut dyn Case], mode: Mode) -> bool {
         c.finish(won == Some(i));
     }
     won.is_some()
+}
+
+/// Cases a select handles without allocating its lock and poll orders.
+const INLINE: usize = 8;
+
+/// `n` copies of `init`, in `stack` if they fit, else in `heap`.
+fn scratch<'a, T: Copy>(
+    n: usize,
+    init: T,
+    stack: &'a mut [T; INLINE],
+    heap: &'a mut Vec<T>,
+) -> &'a mut [T] {
+    if n <= INLINE {
+        let s = &mut stack[..n];
+        s.fill(init);
+        s
+    } else {
+        heap.resize(n, init);
+        heap
+    }
+}
+
+/// `0, 1, .., n - 1` (see [`scratch`]).
+fn indices<'a>(
+    n: usize,
+    stack: &'a mut [usize; INLINE],
+    heap: &'a mut Vec<usize>,
+) -> &'a mut [usize] {
+    let v = scratch(n, 0, stack, heap);
+    v.iter_mut().enumerate().for_each(|(i, x)| *x = i);
+    v
 }
 
 /// Cancels a select's claim when dropped (after [`Group::finish`] it changes nothing).
