@@ -13,10 +13,13 @@
 //! |----------------|-------------------------------|-------------------------------|
 //! | listening      | [`notify`]                    | each of its signals, once per delivery |
 //! | stopped        | [`stop`]                      | nothing new; its channel closes once drained |
+//! | gone           | every receiver dropped; seen at the next delivery | nothing; it is removed |
 //!
 //! Invariants: the handler only writes to the pipe (async-signal-safe); everything else runs
 //! on the dispatcher thread. A signal's handler is installed while someone listens to it and
-//! the previous action is put back when the last listener stops.
+//! the previous action is put back when the last listener stops or is gone. A signal that
+//! arrives for listeners that are all gone is raised again once the previous action is back,
+//! so it is not lost (Go, which has no drop, keeps delivering to such a channel until `Stop`).
 
 #![forbid(unsafe_code)]
 
@@ -85,11 +88,11 @@ impl fmt::Display for Signal {
     }
 }
 
-/// One `notify` call: its signals, its sender, and its receiver (to recognise it in `stop`).
+/// One `notify` call: its signals and its sender. Only the caller holds receivers, so a
+/// listener whose receivers are all dropped shows as a disconnected send.
 struct Listener {
     signals: Vec<Signal>,
     tx: Sender<Signal>,
-    rx: Receiver<Signal>,
 }
 
 static LISTENERS: Mutex<Vec<Listener>> = Mutex::new(Vec::new());
@@ -118,7 +121,7 @@ pub fn notify(signals: &[Signal]) -> Receiver<Signal> {
             panic!("gort::signal::notify: cannot install a handler for {s}: {e}");
         }
     }
-    l.push(Listener { signals: signals.to_vec(), tx, rx: rx.clone() });
+    l.push(Listener { signals: signals.to_vec(), tx });
     rx
 }
 
@@ -126,7 +129,12 @@ pub fn notify(signals: &[Signal]) -> Receiver<Signal> {
 /// signal nobody listens to any more gets its previous action back.
 pub fn stop(rx: &Receiver<Signal>) {
     let mut l = listeners();
-    l.retain(|x| !x.rx.same_channel(rx));
+    l.retain(|x| !x.tx.feeds(rx));
+    restore_unwatched(&l);
+}
+
+/// Puts back the previous action of every signal no listener in `l` watches.
+fn restore_unwatched(l: &[Listener]) {
     for s in ALL {
         if !l.iter().any(|x| x.signals.contains(&s)) {
             let _ = sys::restore(s.number());
@@ -167,10 +175,29 @@ fn start_dispatcher() -> Result<(), String> {
 }
 
 fn deliver(sig: Signal) {
-    for l in listeners().iter().filter(|l| l.signals.contains(&sig)) {
-        match l.tx.try_send(sig) {
-            Ok(()) | Err(TrySendError::Full(_)) => {} // a full channel drops it, as Go's does
-            Err(TrySendError::Disconnected(_)) => {}  // the receiver is gone; stop() cleans up
+    let mut l = listeners();
+    let mut gone = false;
+    l.retain(|x| {
+        if !x.signals.contains(&sig) {
+            return true;
+        }
+        match x.tx.try_send(sig) {
+            Ok(()) | Err(TrySendError::Full(_)) => true, // a full channel drops it, as Go's does
+            Err(TrySendError::Disconnected(_)) => {
+                gone = true; // every receiver was dropped without `stop`
+                false
+            }
+        }
+    });
+    if !gone {
+        return;
+    }
+    restore_unwatched(&l);
+    if !l.iter().any(|x| x.signals.contains(&sig)) {
+        // Nobody got this one: the previous action is back, let it have the signal.
+        drop(l);
+        if let Err(e) = sys::raise(sig.number()) {
+            log::error!("gort: cannot raise {sig} again for its previous action: {e}");
         }
     }
 }

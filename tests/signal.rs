@@ -1,8 +1,11 @@
-//! Signals reach every listener on channels, in tasks and in plain threads. One test on
-//! purpose: signals are process-wide, and parallel tests would see each other's.
+//! Signals reach every listener on channels, in tasks and in plain threads. One in-process test
+//! on purpose: signals are process-wide, and parallel tests would see each other's; the other
+//! test raises its signal in a child process (this binary, run again with `GORT_SIGNAL_CHILD`).
 
 mod util;
 
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
 use std::time::Duration;
 
 use gort::signal::{self, Signal};
@@ -53,4 +56,36 @@ fn a_signal_reaches_every_listener_and_only_them() {
         signal::stop(&b);
         signal::stop(&other);
     });
+}
+
+const CHILD: &str = "GORT_SIGNAL_CHILD";
+
+/// SIGUSR2's number on Linux (x86_64 and aarch64 alike).
+const SIGUSR2: i32 = 12;
+
+/// A listener whose receiver is dropped without `stop` is removed at the next delivery; the
+/// signal's previous action (here the default: end the process) comes back and gets that
+/// signal, instead of the signal vanishing into a channel nobody reads.
+#[test]
+fn a_dropped_listener_gives_the_signal_back_to_its_previous_action() {
+    const TEST: &str = "a_dropped_listener_gives_the_signal_back_to_its_previous_action";
+    if std::env::var_os(CHILD).is_some() {
+        rt(1).block_on(|| {
+            let kept = signal::notify(&[Signal::User1]);
+            drop(signal::notify(&[Signal::User2]));
+            signal::raise(Signal::User2).unwrap();
+            // The dispatcher finds the listener gone and raises SIGUSR2 again: we end here.
+            gort::time::sleep(Duration::from_secs(5));
+            drop(kept);
+        });
+        eprintln!("the child outlived its SIGUSR2");
+        std::process::exit(0);
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("run the child");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGUSR2), "status {:?}; stderr:\n{stderr}", out.status);
 }

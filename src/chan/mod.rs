@@ -149,6 +149,13 @@ impl<T> Sender<T> {
     chan_state!();
 }
 
+impl<T> Sender<T> {
+    /// Whether `rx` receives what this sends (same channel).
+    pub(crate) fn feeds(&self, rx: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &rx.chan)
+    }
+}
+
 impl<T> Receiver<T> {
     /// Go's `v, ok := <-ch`: waits for a value; `Err` once the channel is closed and drained.
     pub fn recv(&self) -> Result<T, RecvError> {
