@@ -322,3 +322,121 @@ fn shutdown_unwinds_parked_sends_and_receives_and_leaves_no_waiter() {
     assert!(matches!(r.try_recv(), Err(TryRecvError::Empty)));
     assert!(matches!(s2.try_send(1), Err(TrySendError::Full(1))));
 }
+
+/// Bounded channels keep their values in a lock-free ring that sends and receives use without
+/// the channel lock while nobody waits. Many tasks on two workers plus plain threads, on both
+/// sides, through small rings (where the fast path and parking alternate all the time): every
+/// value arrives exactly once, and nobody stays parked while the ring has what it waits for
+/// (a lost wake-up would hang here).
+#[test]
+fn bounded_rings_lose_and_repeat_nothing_across_workers_and_threads() {
+    const PER: usize = 20_000;
+    within(Duration::from_secs(120), "ring mpmc", || {
+        for cap in [1, 2, 64] {
+            rt(2).block_on(move || {
+                let (tx, rx) = chan::bounded::<usize>(cap);
+                let (dtx, drx) = chan::unbounded::<Vec<usize>>();
+                let task_senders: Vec<_> = (0..4)
+                    .map(|s| {
+                        let tx = tx.clone();
+                        go(move || (0..PER).for_each(|i| tx.send(s * PER + i).unwrap()))
+                    })
+                    .collect();
+                let thread_senders: Vec<_> = (4..6)
+                    .map(|s| {
+                        let tx = tx.clone();
+                        thread::spawn(move || {
+                            for i in 0..PER {
+                                // Mix the send that never waits with one that waits a little.
+                                let mut v = s * PER + i;
+                                loop {
+                                    match tx.try_send(v) {
+                                        Ok(()) => break,
+                                        Err(TrySendError::Full(back)) => v = back,
+                                        Err(e) => panic!("{e:?}"),
+                                    }
+                                    match tx.send_timeout(v, Duration::from_millis(1)) {
+                                        Ok(()) => break,
+                                        Err(SendTimeoutError::Timeout(back)) => v = back,
+                                        Err(e) => panic!("{e:?}"),
+                                    }
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                drop(tx);
+                for _ in 0..4 {
+                    let (rx, dtx) = (rx.clone(), dtx.clone());
+                    go(move || dtx.send(rx.iter().collect()).unwrap());
+                }
+                let thread_rx = {
+                    let (rx, dtx) = (rx.clone(), dtx.clone());
+                    thread::spawn(move || {
+                        let mut got = Vec::new();
+                        loop {
+                            match rx.recv_timeout(Duration::from_millis(1)) {
+                                Ok(v) => got.push(v),
+                                Err(RecvTimeoutError::Timeout) => {}
+                                Err(RecvTimeoutError::Disconnected) => break,
+                            }
+                        }
+                        dtx.send(got).unwrap();
+                    })
+                };
+                drop((rx, dtx));
+                task_senders.into_iter().for_each(|h| h.join().unwrap());
+                thread_senders.into_iter().for_each(|h| h.join().unwrap());
+                let mut all: Vec<usize> = drx.iter().flatten().collect();
+                thread_rx.join().unwrap();
+                all.sort_unstable();
+                assert_eq!(all.len(), 6 * PER, "cap {cap}: values lost or repeated");
+                assert!(all.iter().enumerate().all(|(i, &v)| i == v), "cap {cap}: wrong values");
+            })
+        }
+    });
+}
+
+/// A close racing with sends into a ring: a send that returned `Ok` was received, one that
+/// failed got its value back, and receivers parked at the close get the values still in the
+/// ring before they are told the channel is closed (Go: a value sent before `close` is never
+/// lost).
+#[test]
+fn close_racing_ring_sends_loses_no_value() {
+    within(Duration::from_secs(60), "ring close race", || {
+        rt(2).block_on(|| {
+            for round in 0..1000 {
+                let (tx, rx) = chan::bounded::<u32>(1 + round % 4);
+                let receivers: Vec<_> = (0..1 + round % 2)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        go(move || rx.iter().count())
+                    })
+                    .collect();
+                let started = Arc::new(AtomicUsize::new(0));
+                let senders: Vec<_> = (0..3)
+                    .map(|_| {
+                        let (tx, started) = (tx.clone(), started.clone());
+                        go(move || {
+                            let mut n = 0usize;
+                            while tx.send(n as u32).is_ok() {
+                                n += 1;
+                                started.fetch_add(1, SeqCst);
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                // Close while all three keep sending.
+                while started.load(SeqCst) < 10 + round {
+                    gort::yield_now();
+                }
+                tx.close();
+                let sent: usize = senders.into_iter().map(|h| h.join().unwrap()).sum();
+                let got: usize = receivers.into_iter().map(|h| h.join().unwrap()).sum();
+                assert_eq!(got, sent, "round {round}");
+                drop(rx);
+            }
+        })
+    });
+}

@@ -2,25 +2,58 @@
 //!
 //! Mirrors: `runtime/chan.go` (Go 1.19) `hchan`, `chansend`, `chanrecv`, `closechan`, `send` and
 //! `recv` (the direct hand-off to a parked peer), `chanparkcommit`. The tables of what a send
-//! or a receive does are in `chan/mod.rs`; the sudog and its slot in `chan/sudog.rs`.
+//! or a receive does are in `chan/mod.rs`; the sudog and its slot in `chan/sudog.rs`; the
+//! lock-free buffer of a bounded channel in `chan/ring.rs`.
 //!
-//! | `State` field | Go's hchan         | guarded by     |
-//! |---------------|--------------------|----------------|
-//! | `buf`, `cap`  | `buf`, `dataqsiz`  | the state lock |
-//! | `recvq`, `sendq` | `recvq`, `sendq` | the state lock |
-//! | `slots`       | the sudogs' `elem` | the state lock |
-//! | `closed`      | `closed`           | the state lock |
+//! | field            | Go's hchan         | guarded by                          |
+//! |------------------|--------------------|-------------------------------------|
+//! | `ring`           | `buf` (cap > 0)    | none: lock-free                     |
+//! | `State::buf`     | `buf` (unbounded; always empty for cap 0) | the state lock |
+//! | `recvq`, `sendq` | `recvq`, `sendq`   | the state lock                      |
+//! | `slots`          | the sudogs' `elem` | the state lock                      |
+//! | `closed`         | `closed`           | the state lock                      |
+//! | `waiting`        | —                  | written under the lock, read without |
 //!
-//! Invariant: no waker is called with the lock held; every `try_*` returns the waker to call.
+//! # Bounded channels: the fast path and the wake-up check
+//!
+//! Go takes the lock for every operation. Here a bounded channel (cap > 0) keeps its values in a
+//! lock-free [`Ring`], and a send or receive that finds no one waiting works on the ring alone.
+//! The lock is taken only to wait, or to serve waiters: `waiting` mirrors the lengths of
+//! `recvq` and `sendq`, so that a fast operation can tell that someone is parked.
+//!
+//! | operation            | `waiting` of both queues | what happens                                      |
+//! |----------------------|--------------------------|---------------------------------------------------|
+//! | send / receive       | both 0                   | on the ring alone; then, if the other side's mirror is no longer 0, `rebalance` |
+//! | send / receive       | not 0                    | under the lock (the slow path, as in Go)           |
+//! | slow path, must wait | —                        | *announce* (mirror + 1, `SeqCst`), try the ring once more, then park |
+//! | `rebalance` / slow path | —                     | `balance`: ring values to parked receivers, parked senders' values into ring room |
+//!
+//! Why no wake-up is lost (Dekker's pattern): a waiter announces, then looks at the ring; a fast
+//! operation changes the ring, then looks at the mirror. Both sides are `SeqCst` (the ring's
+//! CAS and fence, the mirror's store and load), so at least one sees the other: either the
+//! waiter finds the value (or the room) itself, or the fast side sees the mirror and takes the
+//! lock, which it gets only once the waiter's sudog is enqueued, and `balance` serves it.
+//!
+//! `balance` claims a waiter before it touches the ring, because a claim cannot be undone. If
+//! the ring has nothing for it after all (a fast operation got there first), a plain waiter goes
+//! back to the front of its queue and a select's is woken to try again (its case reads as
+//! not completed, and `select` starts over).
+//!
+//! Invariants: no waker is called with the lock held (every operation collects [`Wakes`]); the
+//! mirrors are only ever too high between an announce and the next unlock, never too low.
 
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicUsize, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use slab::Slab;
 
+use super::ring::{PopError, PushError, Ring};
 use super::sudog::{CLOSED, DONE, Slot, Sudog, WAITING, lock};
 use crate::sched::{Waker, wait_until};
 
@@ -29,6 +62,7 @@ pub(super) type Queue = VecDeque<Sudog>;
 pub(super) type QueueOf<T> = fn(&mut State<T>) -> &mut Queue;
 
 pub(super) struct State<T> {
+    /// The buffer of an unbounded channel (a bounded one uses the ring; cap 0 has none).
     pub(super) buf: VecDeque<T>,
     pub(super) cap: Option<usize>,
     pub(super) recvq: Queue,
@@ -40,8 +74,34 @@ pub(super) struct State<T> {
     pub(super) receivers: usize,
 }
 
+/// Wakers collected under the lock, called after it (one without allocating).
+#[derive(Default)]
+pub(super) struct Wakes {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakes {
+    pub(super) fn push(&mut self, w: Option<Waker>) {
+        let Some(w) = w else { return };
+        match self.first {
+            None => self.first = Some(w),
+            Some(_) => self.rest.push(w),
+        }
+    }
+
+    pub(super) fn any(&self) -> bool {
+        self.first.is_some()
+    }
+
+    /// Calls them all; with no lock held.
+    pub(super) fn wake(self) {
+        self.first.into_iter().chain(self.rest).for_each(Waker::wake);
+    }
+}
+
 impl<T> State<T> {
-    pub(super) fn has_room(&self) -> bool {
+    fn has_room(&self) -> bool {
         self.cap.is_none_or(|c| self.buf.len() < c)
     }
 
@@ -56,8 +116,18 @@ impl<T> State<T> {
         None
     }
 
+    /// A claimed sudog that `balance` could not serve after all: a plain one goes back to the
+    /// front of its queue; a select's is woken with its slot still `WAITING` (it tries again).
+    fn unclaim(&mut self, queue: QueueOf<T>, s: Sudog, wakes: &mut Wakes) {
+        if s.is_select() {
+            wakes.push(s.into_waker());
+        } else {
+            queue(self).push_front(s);
+        }
+    }
+
     /// Hands `v` to a popped receiver; returns its waker.
-    pub(super) fn deliver(&mut self, r: Sudog, v: T) -> Option<Waker> {
+    fn deliver(&mut self, r: Sudog, v: T) -> Option<Waker> {
         let slot = &mut self.slots[r.slot];
         slot.value = Some(v);
         slot.status = DONE;
@@ -65,44 +135,123 @@ impl<T> State<T> {
     }
 
     /// Takes a popped sender's value; returns it and the sender's waker.
-    pub(super) fn take_sent(&mut self, s: Sudog) -> (T, Option<Waker>) {
+    fn take_sent(&mut self, s: Sudog) -> (T, Option<Waker>) {
         let slot = &mut self.slots[s.slot];
         slot.status = DONE;
         (slot.value.take().expect("a parked sender's slot holds its value"), s.into_waker())
     }
 
-    /// The part of Go's `chansend` that never waits. `Ok` with the receiver to wake (after
-    /// unlocking); `Err((v, true))`: no room; `Err((v, false))`: closed or no receiver left.
-    pub(super) fn try_send(&mut self, v: T) -> Result<Option<Waker>, (T, bool)> {
+    /// Serves the waiters of a ring channel: values in the ring go to parked receivers, parked
+    /// senders' values go into free room, until neither can move.
+    fn balance(&mut self, ring: &Ring<T>, wakes: &mut Wakes) {
+        loop {
+            let mut moved = false;
+            while !self.recvq.is_empty() {
+                let Some(r) = State::<T>::dequeue(&mut self.recvq) else { break };
+                match ring.pop() {
+                    Ok(v) => wakes.push(self.deliver(r, v)),
+                    Err(_) => {
+                        self.unclaim(recvq, r, wakes);
+                        break;
+                    }
+                }
+                moved = true;
+            }
+            while !self.sendq.is_empty() {
+                let Some(s) = State::<T>::dequeue(&mut self.sendq) else { break };
+                let slot = s.slot;
+                let v =
+                    self.slots[slot].value.take().expect("a parked sender's slot holds its value");
+                match ring.push(v) {
+                    Ok(()) => {
+                        self.slots[slot].status = DONE;
+                        wakes.push(s.into_waker());
+                    }
+                    Err(PushError::Full(v) | PushError::Closed(v)) => {
+                        self.slots[slot].value = Some(v);
+                        self.unclaim(sendq, s, wakes);
+                        break;
+                    }
+                }
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// The part of Go's `chansend` that never waits: `Ok` once the value is handed over or
+    /// queued (peers to wake in `wakes`); `Err((v, true))`: no room; `Err((v, false))`: closed
+    /// or no receiver left.
+    pub(super) fn try_send(
+        &mut self,
+        ring: Option<&Ring<T>>,
+        v: T,
+        wakes: &mut Wakes,
+    ) -> Result<(), (T, bool)> {
         if self.closed || self.receivers == 0 {
             return Err((v, false));
         }
+        if let Some(ring) = ring {
+            return match ring.push(v) {
+                Ok(()) => {
+                    self.balance(ring, wakes);
+                    Ok(())
+                }
+                Err(PushError::Full(v)) => Err((v, true)),
+                Err(PushError::Closed(v)) => Err((v, false)),
+            };
+        }
         if let Some(r) = State::<T>::dequeue(&mut self.recvq) {
             // A parked receiver: the value goes straight to it (Go's `send`).
-            return Ok(self.deliver(r, v));
+            wakes.push(self.deliver(r, v));
+            return Ok(());
         }
         if self.has_room() {
             self.buf.push_back(v);
-            return Ok(None);
+            return Ok(());
         }
         Err((v, true))
     }
 
-    /// The part of Go's `chanrecv` that never waits. `Ok` with the value and the sender to wake
-    /// (after unlocking); `Err(true)`: nothing yet; `Err(false)`: closed and drained.
-    pub(super) fn try_recv(&mut self) -> Result<(T, Option<Waker>), bool> {
+    /// The part of Go's `chanrecv` that never waits: `Ok` with the value (peers to wake in
+    /// `wakes`); `Err(true)`: nothing yet; `Err(false)`: closed and drained.
+    pub(super) fn try_recv(
+        &mut self,
+        ring: Option<&Ring<T>>,
+        wakes: &mut Wakes,
+    ) -> Result<T, bool> {
+        if let Some(ring) = ring {
+            let mut got = ring.pop();
+            if matches!(got, Err(PopError::Empty)) && !self.sendq.is_empty() {
+                // Parked senders whose values a fast receiver's rebalance has not moved yet.
+                self.balance(ring, wakes);
+                got = ring.pop();
+            }
+            return match got {
+                Ok(v) => {
+                    self.balance(ring, wakes);
+                    Ok(v)
+                }
+                Err(PopError::Closed) => Err(false),
+                Err(PopError::Empty) => Err(!(self.closed || self.senders == 0)),
+            };
+        }
         if let Some(v) = self.buf.pop_front() {
             // Room now: the first parked sender's value moves into the buffer.
-            let w = State::<T>::dequeue(&mut self.sendq).and_then(|s| {
+            if let Some(s) = State::<T>::dequeue(&mut self.sendq) {
                 let (sent, w) = self.take_sent(s);
                 self.buf.push_back(sent);
-                w
-            });
-            return Ok((v, w));
+                wakes.push(w);
+            }
+            return Ok(v);
         }
         if let Some(s) = State::<T>::dequeue(&mut self.sendq) {
             // Rendezvous: the value comes straight from the parked sender (Go's `recv`).
-            return Ok(self.take_sent(s));
+            let (v, w) = self.take_sent(s);
+            wakes.push(w);
+            return Ok(v);
         }
         if self.closed || self.senders == 0 {
             return Err(false);
@@ -111,10 +260,10 @@ impl<T> State<T> {
     }
 
     /// Completes every waiter of one queue that may still be completed with `CLOSED`.
-    pub(super) fn fail_all(&mut self, queue: QueueOf<T>, wakers: &mut Vec<Waker>) {
+    pub(super) fn fail_all(&mut self, queue: QueueOf<T>, wakes: &mut Wakes) {
         while let Some(s) = State::<T>::dequeue(queue(self)) {
             self.slots[s.slot].status = CLOSED;
-            wakers.extend(s.into_waker());
+            wakes.push(s.into_waker());
         }
     }
 
@@ -139,16 +288,49 @@ pub(super) fn sendq<T>(st: &mut State<T>) -> &mut Queue {
     &mut st.sendq
 }
 
-/// Calls the waker, if any, once no lock is held.
-pub(super) fn wake(w: Option<Waker>) {
-    if let Some(w) = w {
-        w.wake();
-    }
+/// A wait queue, as an index into [`Chan::waiting`].
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Side {
+    Recv = 0,
+    Send = 1,
 }
+const RECV: usize = Side::Recv as usize;
+const SEND: usize = Side::Send as usize;
 
 /// The channel itself (Go's `hchan`), shared by its senders and receivers.
 pub(super) struct Chan<T> {
+    /// The buffer of a bounded channel with cap > 0.
+    ring: Option<Ring<T>>,
+    /// `recvq.len()` and `sendq.len()` as of the last unlock or announce (ring channels only).
+    waiting: [AtomicUsize; 2],
     state: Mutex<State<T>>,
+}
+
+/// The locked state. Unlocking refreshes the queue mirrors of a ring channel.
+pub(super) struct Locked<'a, T> {
+    chan: &'a Chan<T>,
+    st: MutexGuard<'a, State<T>>,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = State<T>;
+    fn deref(&self) -> &State<T> {
+        &self.st
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        &mut self.st
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        if self.chan.ring.is_some() {
+            self.chan.mirror(&self.st);
+        }
+    }
 }
 
 /// A plain send or receive's parked slot: settled after the wait, or on unwinding (runtime
@@ -175,24 +357,95 @@ impl<T> Drop for Parked<'_, T> {
     }
 }
 
+/// Whether a wait until `deadline` may still begin.
+fn may_wait(block: bool, deadline: Option<Instant>) -> bool {
+    block && deadline.is_none_or(|d| d > Instant::now())
+}
+
 impl<T> Chan<T> {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State<T>> {
-        lock(&self.state)
+    pub(super) fn lock(&self) -> Locked<'_, T> {
+        Locked { chan: self, st: lock(&self.state) }
+    }
+
+    pub(super) fn ring(&self) -> Option<&Ring<T>> {
+        self.ring.as_ref()
+    }
+
+    /// Values buffered (Go's `len(ch)`).
+    pub(super) fn len(&self) -> usize {
+        match &self.ring {
+            Some(r) => r.len(),
+            None => self.lock().buf.len(),
+        }
+    }
+
+    /// Stores the queue lengths of `st` in the mirrors, writing only what changed.
+    fn mirror(&self, st: &State<T>) {
+        for (i, n) in [(RECV, st.recvq.len()), (SEND, st.sendq.len())] {
+            if self.waiting[i].load(Relaxed) != n {
+                self.waiting[i].store(n, SeqCst);
+            }
+        }
+    }
+
+    /// Announces a waiter on `queue` (before it looks at the ring once more): see the module
+    /// docs. Also called by a select after it enqueued its sudogs.
+    pub(super) fn announce(&self, st: &State<T>, queue: Side, extra: usize) {
+        let queue = queue as usize;
+        let n = [st.recvq.len(), st.sendq.len()][queue] + extra;
+        self.waiting[queue].store(n, SeqCst);
+        fence(SeqCst);
+    }
+
+    /// Whether either queue has (or is about to have) a waiter.
+    fn anyone_waiting(&self) -> bool {
+        self.waiting[RECV].load(Relaxed) != 0 || self.waiting[SEND].load(Relaxed) != 0
+    }
+
+    /// After a fast operation: serves the other side's waiters if the mirror of `queue` says
+    /// there are some.
+    fn after_fast(&self, ring: &Ring<T>, queue: usize) {
+        if self.waiting[queue].load(SeqCst) != 0 {
+            let mut wakes = Wakes::default();
+            self.lock().balance(ring, &mut wakes);
+            wakes.wake();
+        }
+    }
+
+    /// Marks the ring closed once nobody may send any more (closed, or no receiver left).
+    fn close_ring(&self, st: &mut State<T>, wakes: &mut Wakes) {
+        if let Some(ring) = &self.ring {
+            ring.close();
+            // What is still in the ring goes to parked receivers before they are failed.
+            st.balance(ring, wakes);
+        }
     }
 
     /// Go's `closechan`: completes every parked sender and receiver with `CLOSED`.
     pub(super) fn close(&self) {
-        let mut wakers = Vec::new();
+        let mut wakes = Wakes::default();
         {
             let mut st = self.lock();
             if st.closed {
                 return;
             }
             st.closed = true;
-            st.fail_all(recvq, &mut wakers);
-            st.fail_all(sendq, &mut wakers);
+            self.close_ring(&mut st, &mut wakes);
+            st.fail_all(recvq, &mut wakes);
+            st.fail_all(sendq, &mut wakes);
         }
-        wakers.into_iter().for_each(Waker::wake);
+        wakes.wake();
+    }
+
+    /// The last receiver is gone: parked senders fail with their values, later sends fail.
+    pub(super) fn lose_receivers(&self) {
+        let mut wakes = Wakes::default();
+        {
+            let mut st = self.lock();
+            self.close_ring(&mut st, &mut wakes);
+            st.fail_all(sendq, &mut wakes);
+        }
+        wakes.wake();
     }
 
     /// Go's `chansend`. `deadline`: `Some(now)` or earlier means do not wait.
@@ -202,16 +455,43 @@ impl<T> Chan<T> {
         deadline: Option<Instant>,
         block: bool,
     ) -> Result<(), (T, bool)> {
+        let ring = self.ring.as_ref();
+        let v = match ring {
+            Some(r) if !self.anyone_waiting() => match r.push(v) {
+                Ok(()) => {
+                    self.after_fast(r, RECV);
+                    return Ok(());
+                }
+                Err(PushError::Closed(v)) => return Err((v, false)),
+                Err(PushError::Full(v)) if !may_wait(block, deadline) => return Err((v, true)),
+                Err(PushError::Full(v)) => v,
+            },
+            _ => v,
+        };
+        let mut wakes = Wakes::default();
         let mut st = self.lock();
-        let v = match st.try_send(v) {
-            Ok(w) => {
+        let mut v = match st.try_send(ring, v, &mut wakes) {
+            Ok(()) => {
                 drop(st);
-                wake(w);
+                wakes.wake();
                 return Ok(());
             }
-            Err((v, true)) if block && deadline.is_none_or(|d| d > Instant::now()) => v,
+            Err((v, true)) if may_wait(block, deadline) => v,
             Err(e) => return Err(e),
         };
+        if ring.is_some() {
+            // Announce, then try once more (the module docs' wake-up check).
+            self.announce(&st, Side::Send, 1);
+            match st.try_send(ring, v, &mut wakes) {
+                Ok(()) => {
+                    drop(st);
+                    wakes.wake();
+                    return Ok(());
+                }
+                Err((back, true)) => v = back,
+                Err(e) => return Err(e),
+            }
+        }
         let slot = st.slots.insert(Slot::new(Some(v)));
         let parked = Parked { chan: self, queue: sendq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
@@ -228,14 +508,32 @@ impl<T> Chan<T> {
 
     /// Go's `chanrecv`. `Err(true)`: would block / timed out; `Err(false)`: closed and drained.
     pub(super) fn recv(&self, deadline: Option<Instant>, block: bool) -> Result<T, bool> {
+        let ring = self.ring.as_ref();
+        if let Some(r) = ring.filter(|_| !self.anyone_waiting()) {
+            match r.pop() {
+                Ok(v) => {
+                    self.after_fast(r, SEND);
+                    return Ok(v);
+                }
+                Err(PopError::Closed) => return Err(false),
+                Err(PopError::Empty) if !may_wait(block, deadline) => return Err(true),
+                Err(PopError::Empty) => {}
+            }
+        }
+        let mut wakes = Wakes::default();
         let mut st = self.lock();
-        match st.try_recv() {
-            Ok((v, w)) => {
+        let mut got = st.try_recv(ring, &mut wakes);
+        if matches!(got, Err(true)) && ring.is_some() && may_wait(block, deadline) {
+            self.announce(&st, Side::Recv, 1);
+            got = st.try_recv(ring, &mut wakes);
+        }
+        match got {
+            Ok(v) => {
                 drop(st);
-                wake(w);
+                wakes.wake();
                 return Ok(v);
             }
-            Err(true) if block && deadline.is_none_or(|d| d > Instant::now()) => {}
+            Err(true) if may_wait(block, deadline) => {}
             Err(e) => return Err(e),
         }
         let slot = st.slots.insert(Slot::new(None));
@@ -256,8 +554,10 @@ impl<T> Chan<T> {
 /// A channel counted as having one sender and one receiver.
 pub(super) fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
     Arc::new(Chan {
+        ring: cap.filter(|&c| c > 0).map(Ring::new),
+        waiting: [AtomicUsize::new(0), AtomicUsize::new(0)],
         state: Mutex::new(State {
-            buf: VecDeque::with_capacity(cap.unwrap_or(0).min(1024)),
+            buf: VecDeque::new(),
             cap,
             recvq: VecDeque::new(),
             sendq: VecDeque::new(),
@@ -267,4 +567,53 @@ pub(super) fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
             receivers: 1,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Waits (bounded) until `f` holds, sleeping as a task.
+    fn until(f: impl Fn() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(10), "condition never came");
+            crate::time::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The window the module docs describe: a fast send put its value in the ring but has not
+    /// rebalanced yet, and a receiver is parked. A `close` right then must hand that value to
+    /// the receiver (Go: a value sent before `close` is received), not fail it.
+    #[test]
+    fn close_hands_ring_values_to_parked_receivers_first() {
+        crate::run(|| {
+            let chan = new_chan::<u32>(Some(2));
+            let rx = chan.clone();
+            let receiver = crate::go(move || rx.recv(None, true));
+            until(|| chan.waiting[RECV].load(SeqCst) == 1);
+            chan.ring().unwrap().push(7).unwrap(); // the fast send, before its rebalance
+            chan.close();
+            assert_eq!(receiver.join().unwrap(), Ok(7));
+            assert_eq!(chan.recv(None, false), Err(false), "closed and drained");
+        });
+    }
+
+    /// A sender parked on a full ring is served by the fast receive that makes room (its
+    /// `after_fast` sees the mirror and rebalances).
+    #[test]
+    fn a_fast_receive_serves_a_parked_sender() {
+        crate::run(|| {
+            let chan = new_chan::<u32>(Some(1));
+            chan.send(1, None, false).unwrap();
+            let tx = chan.clone();
+            let sender = crate::go(move || tx.send(2, None, true).map_err(|(v, _)| v));
+            until(|| chan.waiting[SEND].load(SeqCst) == 1);
+            assert_eq!(chan.ring().unwrap().pop().ok(), Some(1)); // a fast receive...
+            chan.after_fast(chan.ring().unwrap(), SEND); // ...and its check
+            assert_eq!(sender.join().unwrap(), Ok(()));
+            assert_eq!(chan.recv(None, false), Ok(2));
+        });
+    }
 }

@@ -3,14 +3,15 @@
 //! Mirrors: `runtime/chan.go` (Go 1.19) — `hchan` (here `State`), `sudog` (here `Sudog`),
 //! `waitq`, `chansend`, `chanrecv`, `closechan`, `send`/`recv` (the direct hand-off to a parked
 //! peer), `chanparkcommit` (unlock after the switch). This file is the public API; the channel
-//! itself is in `hchan.rs`, the sudog, its value slot and a select's claim in `sudog.rs`,
-//! `select!` in `select.rs` (the driver) and `select_macro.rs` (the syntax).
+//! itself is in `hchan.rs`, the lock-free buffer of a bounded channel in `ring.rs`, the sudog,
+//! its value slot and a select's claim in `sudog.rs`, `select!` in `select.rs` (the driver) and
+//! `select_macro.rs` (the syntax).
 //!
 //! # One channel
 //!
 //! | field    | Go's hchan          | meaning                                                    |
 //! |----------|---------------------|------------------------------------------------------------|
-//! | `buf`    | `buf`, `qcount`     | values sent, not yet received (at most `cap`)              |
+//! | `buf`    | `buf`, `qcount`     | values sent, not yet received (at most `cap`): a lock-free ring when `cap` > 0, so that sends and receives that need not wait skip the lock (`hchan.rs` explains how waiters are still never missed) |
 //! | `cap`    | `dataqsiz`          | `Some(0)`: rendezvous; `None`: unbounded                   |
 //! | `recvq`  | `recvq`             | parked receivers, FIFO                                     |
 //! | `sendq`  | `sendq`             | parked senders, each with its value, FIFO                  |
@@ -20,13 +21,15 @@
 //!
 //! | found under the lock                 | what happens                                             |
 //! |--------------------------------------|----------------------------------------------------------|
+//! | (cap > 0, nobody parked: no lock)    | the value goes into the ring; if a receiver parked meanwhile, lock and hand it over |
 //! | closed, or no receiver left          | `Err`, the value comes back                              |
 //! | a parked receiver (that can be claimed) | the value goes straight into its sudog's slot; it is woken into the sender's `runnext` (Go's `send`) |
 //! | room in `buf`                        | the value is queued                                      |
 //! | else                                 | park with a sudog whose slot holds the value; the lock is released by the park's commit, after the switch (Go's `chanparkcommit`) |
 //!
 //! Invariants (all under `state`'s lock):
-//! - If `recvq` is not empty, `buf` is empty; if `sendq` is not empty, `buf` is full. A sudog is
+//! - If `recvq` is not empty, `buf` is empty; if `sendq` is not empty, `buf` is full (for a
+//!   ring: a lock-free operation that breaks it for a moment rebalances under the lock next). A sudog is
 //!   in one queue at most, and is completed (value or closed) exactly once, by whoever pops it
 //!   (a select's sudog only if the pop also claims its select: `State::dequeue`).
 //! - Wake-ups happen after the lock is released (Go: no `goready` under `hchan.lock`).
@@ -39,6 +42,7 @@
 
 mod error;
 mod hchan;
+mod ring;
 mod select;
 mod select_macro;
 mod sudog;
@@ -53,8 +57,7 @@ pub use error::{
 #[doc(hidden)]
 pub use select::{Case, Mode, RecvCase, SendCase, select};
 
-use crate::sched::Waker;
-use hchan::{Chan, new_chan, sendq};
+use hchan::{Chan, new_chan};
 
 fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let chan = new_chan(cap);
@@ -84,7 +87,7 @@ macro_rules! chan_state {
     () => {
         /// Values waiting in the buffer (Go's `len(ch)`).
         pub fn len(&self) -> usize {
-            self.chan.lock().buf.len()
+            self.chan.len()
         }
 
         /// Whether the buffer is empty.
@@ -223,17 +226,15 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let mut wakers = Vec::new();
-        {
+        let last = {
             let mut st = self.chan.lock();
             st.receivers -= 1;
-            if st.receivers > 0 {
-                return;
-            }
+            st.receivers == 0
+        };
+        if last {
             // Nobody will ever receive: parked senders fail, with their values back.
-            st.fail_all(sendq, &mut wakers);
+            self.chan.lose_receivers();
         }
-        wakers.into_iter().for_each(Waker::wake);
     }
 }
 

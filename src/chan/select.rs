@@ -15,7 +15,8 @@
 //! | 5    | `block == false`            | no case ready and a `default`: unlock, return `false`     |
 //! | 6    | pass 2                      | a sudog per case (all in one [`Group`]) enqueued on its channel, still under every lock |
 //! | 7    | `gopark(selparkcommit)`     | park; the commit stores the waker, then unlocks every channel |
-//! | 8    | pass 3                      | woken (or timed out): [`Group::finish`] names the winner or cancels the claim; each case unlinks its sudog, the winner reads its result |
+//! | 6½   | —                           | a case on a bounded channel (a lock-free ring, `hchan.rs`) has announced its sudog; if its ring became ready meanwhile, unlink everything and start over at step 3 |
+//! | 8    | pass 3                      | woken (or timed out): [`Group::finish`] names the winner or cancels the claim; each case unlinks its sudog, the winner reads its result; a winner on a ring that was woken with nothing (a lock-free peer was quicker) starts over at step 3 |
 //!
 //! Why every lock is held from step 3 to step 7: until its sudogs are enqueued, a select cannot
 //! be claimed, so pass 1 may complete a case (and claim a peer's select) without a claim of its
@@ -33,13 +34,13 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::hchan::{Chan, QueueOf, State, recvq, sendq, wake};
-use super::sudog::{DONE, Group, Slot, Sudog};
+use super::hchan::{Chan, Locked, QueueOf, Side, State, Wakes, recvq, sendq};
+use super::sudog::{CLOSED, DONE, Group, Slot, Sudog, WAITING};
 use super::{Receiver, RecvError, SendError, Sender};
-use crate::sched::{Waker, wait_until};
+use crate::sched::wait_until;
 
 /// How a select waits when no case is ready.
 #[doc(hidden)]
@@ -62,12 +63,16 @@ mod private {
         /// The case's channel and its lock.
         fn held(&self) -> &dyn Lock;
         fn held_mut(&mut self) -> &mut dyn Lock;
-        /// Step 4: completes the case if it can without waiting; `Some` with the peer to wake.
-        fn poll(&mut self, alias: Option<&mut dyn Any>) -> Option<Option<Waker>>;
+        /// Step 4: completes the case if it can without waiting (peers to wake in `wakes`).
+        fn poll(&mut self, alias: Option<&mut dyn Any>, wakes: &mut Wakes) -> bool;
         /// Step 6: enqueues this case's sudog, as case `index` of `group`.
         fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize);
-        /// Step 8: unlinks the sudog; the winner also takes its result.
+        /// Step 6½: whether the case's ring became ready after the sudog was announced.
+        fn ready(&self) -> bool;
+        /// Step 8: unlinks the sudog; the winner also takes its result, if it has one.
         fn finish(&mut self, won: bool);
+        /// Whether the case completed (its result is set).
+        fn done(&self) -> bool;
     }
 }
 
@@ -103,14 +108,15 @@ impl<T: 'static> Lock for Held<'_, T> {
 /// A case's hold on its channel: the lock while the select holds it, and its parked slot.
 struct Held<'a, T> {
     chan: &'a Chan<T>,
-    guard: Option<MutexGuard<'a, State<T>>>,
+    guard: Option<Locked<'a, T>>,
     slot: Option<usize>,
     queue: QueueOf<T>,
+    side: Side,
 }
 
 impl<'a, T: 'static> Held<'a, T> {
-    fn new(chan: &'a Chan<T>, queue: QueueOf<T>) -> Self {
-        Held { chan, guard: None, slot: None, queue }
+    fn new(chan: &'a Chan<T>, queue: QueueOf<T>, side: Side) -> Self {
+        Held { chan, guard: None, slot: None, queue, side }
     }
 
     /// The locked state: this case's own guard, or the alias's.
@@ -129,10 +135,13 @@ impl<'a, T: 'static> Held<'a, T> {
         group: &Arc<Group>,
         i: usize,
     ) {
-        let queue = self.queue;
+        let (queue, chan, side) = (self.queue, self.chan, self.side);
         let st = self.st(alias);
         let slot = st.slots.insert(Slot::new(value));
         queue(st).push_back(Sudog::new_case(slot, group, i));
+        if chan.ring().is_some() {
+            chan.announce(st, side, 0);
+        }
         self.slot = Some(slot);
     }
 
@@ -165,7 +174,7 @@ pub struct RecvCase<'a, T> {
 impl<'a, T: 'static> RecvCase<'a, T> {
     /// A receive from `rx`.
     pub fn new(rx: &'a Receiver<T>) -> Self {
-        RecvCase { held: Held::new(&rx.chan, recvq), result: None }
+        RecvCase { held: Held::new(&rx.chan, recvq, Side::Recv), result: None }
     }
 
     /// The result, if this case was the one completed.
@@ -190,25 +199,27 @@ impl<T: 'static> private::Sealed for RecvCase<'_, T> {
     fn held_mut(&mut self) -> &mut dyn Lock {
         &mut self.held
     }
-    fn poll(&mut self, alias: Option<&mut dyn Any>) -> Option<Option<Waker>> {
-        match self.held.st(alias).try_recv() {
-            Ok((v, w)) => {
-                self.result = Some(Ok(v));
-                Some(w)
-            }
-            Err(false) => {
-                self.result = Some(Err(RecvError));
-                Some(None)
-            }
-            Err(true) => None,
+    fn poll(&mut self, alias: Option<&mut dyn Any>, wakes: &mut Wakes) -> bool {
+        let ring = self.held.chan.ring();
+        match self.held.st(alias).try_recv(ring, wakes) {
+            Ok(v) => self.result = Some(Ok(v)),
+            Err(false) => self.result = Some(Err(RecvError)),
+            Err(true) => return false,
         }
+        true
+    }
+    fn ready(&self) -> bool {
+        self.held.chan.ring().is_some_and(|r| r.can_pop())
+    }
+    fn done(&self) -> bool {
+        self.result.is_some()
     }
     fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize) {
         self.held.enqueue(alias, None, group, index);
     }
     fn finish(&mut self, won: bool) {
         let Some(s) = self.held.settle() else { return };
-        if won {
+        if won && s.status != WAITING {
             self.result = Some(match s.status {
                 DONE => Ok(s.value.expect("a completed receive has a value")),
                 _ => Err(RecvError),
@@ -228,7 +239,7 @@ pub struct SendCase<'a, T> {
 impl<'a, T: 'static> SendCase<'a, T> {
     /// A send of `v` on `tx`.
     pub fn new(tx: &'a Sender<T>, v: T) -> Self {
-        SendCase { held: Held::new(&tx.chan, sendq), value: Some(v), result: None }
+        SendCase { held: Held::new(&tx.chan, sendq, Side::Send), value: Some(v), result: None }
     }
 
     /// The result, if this case was the one completed (a send not chosen drops its value).
@@ -253,33 +264,37 @@ impl<T: 'static> private::Sealed for SendCase<'_, T> {
     fn held_mut(&mut self) -> &mut dyn Lock {
         &mut self.held
     }
-    fn poll(&mut self, alias: Option<&mut dyn Any>) -> Option<Option<Waker>> {
+    fn poll(&mut self, alias: Option<&mut dyn Any>, wakes: &mut Wakes) -> bool {
         let v = self.value.take().expect("a send case holds its value until it runs");
-        match self.held.st(alias).try_send(v) {
-            Ok(w) => {
-                self.result = Some(Ok(()));
-                Some(w)
-            }
-            Err((v, false)) => {
-                self.result = Some(Err(SendError(v)));
-                Some(None)
-            }
+        let ring = self.held.chan.ring();
+        match self.held.st(alias).try_send(ring, v, wakes) {
+            Ok(()) => self.result = Some(Ok(())),
+            Err((v, false)) => self.result = Some(Err(SendError(v))),
             Err((v, true)) => {
                 self.value = Some(v);
-                None
+                return false;
             }
         }
+        true
+    }
+    fn ready(&self) -> bool {
+        self.held.chan.ring().is_some_and(|r| r.can_push())
+    }
+    fn done(&self) -> bool {
+        self.result.is_some()
     }
     fn enqueue(&mut self, alias: Option<&mut dyn Any>, group: &Arc<Group>, index: usize) {
         self.held.enqueue(alias, self.value.take(), group, index);
     }
     fn finish(&mut self, won: bool) {
         let Some(s) = self.held.settle() else { return };
-        if won {
-            self.result = Some(match s.status {
-                DONE => Ok(()),
-                _ => Err(SendError(s.value.expect("a failed send keeps its value"))),
-            });
+        match s.status {
+            DONE if won => self.result = Some(Ok(())),
+            CLOSED if won => {
+                self.result = Some(Err(SendError(s.value.expect("a failed send keeps its value"))))
+            }
+            // Not completed: the value comes back (dropped with the case, or sent on a retry).
+            _ => self.value = s.value,
         }
     }
 }
@@ -307,42 +322,65 @@ pub fn select(cases: &mut [&mut dyn Case], mode: Mode) -> bool {
     shuffle(poll);
     let (order, poll) = (&*order, &*poll);
 
-    for &i in order {
-        if alias[i].is_none() {
-            cases[i].held_mut().lock();
+    loop {
+        for &i in order {
+            if alias[i].is_none() {
+                cases[i].held_mut().lock();
+            }
         }
-    }
-    for &i in poll {
-        if let Some(w) = with_lock(cases, alias, i, |c, a| c.poll(a)) {
+        let mut wakes = Wakes::default();
+        for &i in poll {
+            if with_lock(cases, alias, i, |c, a| c.poll(a, &mut wakes)) {
+                unlock_all(cases);
+                wakes.wake();
+                return true;
+            }
+        }
+        let deadline = match mode {
+            Mode::Block => None,
+            Mode::Until(d) if d > Instant::now() => Some(d),
+            Mode::NonBlock | Mode::Until(_) => {
+                unlock_all(cases);
+                wakes.wake();
+                return false;
+            }
+        };
+        if wakes.any() {
+            // Pass 1 woke a select whose ring value went elsewhere: wake it before any wait.
             unlock_all(cases);
-            wake(w);
-            return true;
+            wakes.wake();
+            continue;
         }
-    }
-    let deadline = match mode {
-        Mode::Block => None,
-        Mode::Until(d) if d > Instant::now() => Some(d),
-        Mode::NonBlock | Mode::Until(_) => {
+        let group = Group::new();
+        // Unwinding out of the park (shutdown) cancels the claim before the cases settle.
+        let cancel = Cancel(&group);
+        for &i in order {
+            with_lock(cases, alias, i, |c, a| c.enqueue(a, &group, i));
+        }
+        if cases.iter().any(|c| c.ready()) {
+            // A ring case became ready between pass 1 and the announce: start over.
+            drop(cancel);
             unlock_all(cases);
-            return false;
+            cases.iter_mut().for_each(|c| c.finish(false));
+            continue;
         }
-    };
-    let group = Group::new();
-    // Unwinding out of the park (shutdown) cancels the claim before the cases settle.
-    let _cancel = Cancel(&group);
-    for &i in order {
-        with_lock(cases, alias, i, |c, a| c.enqueue(a, &group, i));
+        wait_until(deadline, |waker| {
+            group.set_waker(waker);
+            unlock_all(cases); // Go's selparkcommit
+            true
+        });
+        let won = group.finish();
+        for (i, c) in cases.iter_mut().enumerate() {
+            c.finish(won == Some(i));
+        }
+        match won {
+            Some(i) if cases[i].done() => return true,
+            // Woken for a ring value that another took first: poll again.
+            Some(_) => {}
+            None if deadline.is_some_and(|d| d <= Instant::now()) => return false,
+            None => {}
+        }
     }
-    wait_until(deadline, |waker| {
-        group.set_waker(waker);
-        unlock_all(cases); // Go's selparkcommit
-        true
-    });
-    let won = group.finish();
-    for (i, c) in cases.iter_mut().enumerate() {
-        c.finish(won == Some(i));
-    }
-    won.is_some()
 }
 
 /// Cases a select handles without allocating its lock and poll orders.

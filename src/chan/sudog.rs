@@ -74,6 +74,11 @@ impl Sudog {
         self.sel.as_ref().is_none_or(|(g, i)| g.claim(*i))
     }
 
+    /// Whether it is a select's case (whose claim cannot be undone).
+    pub(super) fn is_select(&self) -> bool {
+        self.sel.is_some()
+    }
+
     /// The waker to call (once the lock is released) after completing the slot.
     pub(super) fn into_waker(self) -> Option<Waker> {
         match self.sel {
