@@ -24,6 +24,7 @@
 //! | operation            | `waiting` of both queues | what happens                                      |
 //! |----------------------|--------------------------|---------------------------------------------------|
 //! | send / receive       | both 0                   | on the ring alone; then, if the other side's mirror is no longer 0, `rebalance` |
+//! | send / receive, ring full / empty | both 0      | a few more tries, yielding to the worker's other tasks (or spinning if it has none) in between ([`FAST_RETRIES`]), then the slow path |
 //! | send / receive       | not 0                    | under the lock (the slow path, as in Go)           |
 //! | slow path, must wait | —                        | *announce* (mirror + 1, `SeqCst`), try the ring once more, then park |
 //! | `rebalance` / slow path | —                     | `balance`: ring values to parked receivers, parked senders' values into ring room |
@@ -55,7 +56,7 @@ use slab::Slab;
 
 use super::ring::{PopError, PushError, Ring};
 use super::sudog::{CLOSED, DONE, Slot, Sudog, WAITING, lock};
-use crate::sched::{Waker, wait_until};
+use crate::sched::{Waker, wait_until, yield_to_siblings};
 
 pub(super) type Queue = VecDeque<Sudog>;
 /// Picks `recvq` or `sendq` of a state.
@@ -82,6 +83,7 @@ pub(super) struct Wakes {
 }
 
 impl Wakes {
+    #[inline]
     pub(super) fn push(&mut self, w: Option<Waker>) {
         let Some(w) = w else { return };
         match self.first {
@@ -95,8 +97,12 @@ impl Wakes {
     }
 
     /// Calls them all; with no lock held.
+    #[inline]
     pub(super) fn wake(self) {
-        self.first.into_iter().chain(self.rest).for_each(Waker::wake);
+        if let Some(w) = self.first {
+            w.wake();
+            self.rest.into_iter().for_each(Waker::wake);
+        }
     }
 }
 
@@ -190,29 +196,10 @@ impl<T> State<T> {
         v: T,
         wakes: &mut Wakes,
     ) -> Result<(), (T, bool)> {
-        if self.closed || self.receivers == 0 {
-            return Err((v, false));
+        match ring {
+            Some(ring) => self.try_send_ring(ring, v, wakes),
+            None => self.try_send_locked(v).map(|w| wakes.push(w)),
         }
-        if let Some(ring) = ring {
-            return match ring.push(v) {
-                Ok(()) => {
-                    self.balance(ring, wakes);
-                    Ok(())
-                }
-                Err(PushError::Full(v)) => Err((v, true)),
-                Err(PushError::Closed(v)) => Err((v, false)),
-            };
-        }
-        if let Some(r) = State::<T>::dequeue(&mut self.recvq) {
-            // A parked receiver: the value goes straight to it (Go's `send`).
-            wakes.push(self.deliver(r, v));
-            return Ok(());
-        }
-        if self.has_room() {
-            self.buf.push_back(v);
-            return Ok(());
-        }
-        Err((v, true))
     }
 
     /// The part of Go's `chanrecv` that never waits: `Ok` with the value (peers to wake in
@@ -222,41 +209,85 @@ impl<T> State<T> {
         ring: Option<&Ring<T>>,
         wakes: &mut Wakes,
     ) -> Result<T, bool> {
-        if let Some(ring) = ring {
-            let mut got = ring.pop();
-            if matches!(got, Err(PopError::Empty)) && !self.sendq.is_empty() {
-                // Parked senders whose values a fast receiver's rebalance has not moved yet.
-                self.balance(ring, wakes);
-                got = ring.pop();
-            }
-            return match got {
-                Ok(v) => {
-                    self.balance(ring, wakes);
-                    Ok(v)
-                }
-                Err(PopError::Closed) => Err(false),
-                Err(PopError::Empty) => Err(!(self.closed || self.senders == 0)),
-            };
+        match ring {
+            Some(ring) => self.try_recv_ring(ring, wakes),
+            None => self.try_recv_locked().map(|(v, w)| {
+                wakes.push(w);
+                v
+            }),
         }
+    }
+
+    /// [`try_send`](State::try_send) of a channel without a ring (unbuffered or unbounded):
+    /// all of it under the lock, as in Go; `Ok` with the receiver to wake.
+    fn try_send_locked(&mut self, v: T) -> Result<Option<Waker>, (T, bool)> {
+        if self.closed || self.receivers == 0 {
+            return Err((v, false));
+        }
+        if let Some(r) = State::<T>::dequeue(&mut self.recvq) {
+            // A parked receiver: the value goes straight to it (Go's `send`).
+            return Ok(self.deliver(r, v));
+        }
+        if self.has_room() {
+            self.buf.push_back(v);
+            return Ok(None);
+        }
+        Err((v, true))
+    }
+
+    /// [`try_recv`](State::try_recv) of a channel without a ring; `Ok` with the value and the
+    /// sender to wake.
+    fn try_recv_locked(&mut self) -> Result<(T, Option<Waker>), bool> {
         if let Some(v) = self.buf.pop_front() {
             // Room now: the first parked sender's value moves into the buffer.
-            if let Some(s) = State::<T>::dequeue(&mut self.sendq) {
+            let w = State::<T>::dequeue(&mut self.sendq).and_then(|s| {
                 let (sent, w) = self.take_sent(s);
                 self.buf.push_back(sent);
-                wakes.push(w);
-            }
-            return Ok(v);
+                w
+            });
+            return Ok((v, w));
         }
         if let Some(s) = State::<T>::dequeue(&mut self.sendq) {
             // Rendezvous: the value comes straight from the parked sender (Go's `recv`).
-            let (v, w) = self.take_sent(s);
-            wakes.push(w);
-            return Ok(v);
+            return Ok(self.take_sent(s));
         }
         if self.closed || self.senders == 0 {
             return Err(false);
         }
         Err(true)
+    }
+
+    /// [`try_send`](State::try_send) on a ring channel.
+    fn try_send_ring(&mut self, ring: &Ring<T>, v: T, wakes: &mut Wakes) -> Result<(), (T, bool)> {
+        if self.closed || self.receivers == 0 {
+            return Err((v, false));
+        }
+        match ring.push(v) {
+            Ok(()) => {
+                self.balance(ring, wakes);
+                Ok(())
+            }
+            Err(PushError::Full(v)) => Err((v, true)),
+            Err(PushError::Closed(v)) => Err((v, false)),
+        }
+    }
+
+    /// [`try_recv`](State::try_recv) on a ring channel.
+    fn try_recv_ring(&mut self, ring: &Ring<T>, wakes: &mut Wakes) -> Result<T, bool> {
+        let mut got = ring.pop();
+        if matches!(got, Err(PopError::Empty)) && !self.sendq.is_empty() {
+            // Parked senders whose values a fast receiver's rebalance has not moved yet.
+            self.balance(ring, wakes);
+            got = ring.pop();
+        }
+        match got {
+            Ok(v) => {
+                self.balance(ring, wakes);
+                Ok(v)
+            }
+            Err(PopError::Closed) => Err(false),
+            Err(PopError::Empty) => Err(!(self.closed || self.senders == 0)),
+        }
     }
 
     /// Completes every waiter of one queue that may still be completed with `CLOSED`.
@@ -300,7 +331,7 @@ const SEND: usize = Side::Send as usize;
 /// The channel itself (Go's `hchan`), shared by its senders and receivers.
 pub(super) struct Chan<T> {
     /// The buffer of a bounded channel with cap > 0.
-    ring: Option<Ring<T>>,
+    ring: Option<Box<Ring<T>>>,
     /// `recvq.len()` and `sendq.len()` as of the last unlock or announce (ring channels only).
     waiting: [AtomicUsize; 2],
     state: Mutex<State<T>>,
@@ -357,7 +388,15 @@ impl<T> Drop for Parked<'_, T> {
     }
 }
 
+/// How many times a send (receive) that finds the ring full (empty) tries again before it
+/// parks: a peer is usually about to make room (bring a value), and a park costs a lock, a
+/// sudog, a wake-up, and sends every other operation through the lock while it lasts. Between
+/// tries the task yields to its worker's other tasks, or, if the worker has nothing else to
+/// run, spins 4, 8, 16, 32 times (crossbeam's `Backoff::snooze`): never while others wait.
+const FAST_RETRIES: u32 = 4;
+
 /// Whether a wait until `deadline` may still begin.
+#[inline]
 fn may_wait(block: bool, deadline: Option<Instant>) -> bool {
     block && deadline.is_none_or(|d| d > Instant::now())
 }
@@ -368,7 +407,7 @@ impl<T> Chan<T> {
     }
 
     pub(super) fn ring(&self) -> Option<&Ring<T>> {
-        self.ring.as_ref()
+        self.ring.as_deref()
     }
 
     /// Values buffered (Go's `len(ch)`).
@@ -455,43 +494,138 @@ impl<T> Chan<T> {
         deadline: Option<Instant>,
         block: bool,
     ) -> Result<(), (T, bool)> {
-        let ring = self.ring.as_ref();
-        let v = match ring {
-            Some(r) if !self.anyone_waiting() => match r.push(v) {
+        match self.ring.as_deref() {
+            Some(ring) => self.send_ring(ring, v, deadline, block),
+            None => {
+                let mut st = self.lock();
+                match st.try_send_locked(v) {
+                    Ok(w) => {
+                        drop(st);
+                        wake(w);
+                        Ok(())
+                    }
+                    Err((v, true)) if may_wait(block, deadline) => self.park_send(st, v, deadline),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Go's `chanrecv`. `Err(true)`: would block / timed out; `Err(false)`: closed and drained.
+    pub(super) fn recv(&self, deadline: Option<Instant>, block: bool) -> Result<T, bool> {
+        match self.ring.as_deref() {
+            Some(ring) => self.recv_ring(ring, deadline, block),
+            None => {
+                let mut st = self.lock();
+                match st.try_recv_locked() {
+                    Ok((v, w)) => {
+                        drop(st);
+                        wake(w);
+                        Ok(v)
+                    }
+                    Err(true) if may_wait(block, deadline) => self.park_recv(st, deadline),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// [`send`](Chan::send) on a ring: the fast path and its retries, then under the lock,
+    /// announced before the last try (the module docs).
+    #[inline(never)]
+    fn send_ring(
+        &self,
+        ring: &Ring<T>,
+        mut v: T,
+        deadline: Option<Instant>,
+        block: bool,
+    ) -> Result<(), (T, bool)> {
+        let mut tries = 0;
+        while !self.anyone_waiting() {
+            match ring.push(v) {
                 Ok(()) => {
-                    self.after_fast(r, RECV);
+                    self.after_fast(ring, RECV);
                     return Ok(());
                 }
-                Err(PushError::Closed(v)) => return Err((v, false)),
-                Err(PushError::Full(v)) if !may_wait(block, deadline) => return Err((v, true)),
-                Err(PushError::Full(v)) => v,
-            },
-            _ => v,
-        };
+                Err(PushError::Closed(back)) => return Err((back, false)),
+                Err(PushError::Full(back)) if !may_wait(block, deadline) => {
+                    return Err((back, true));
+                }
+                Err(PushError::Full(back)) => v = back,
+            }
+            if tries == FAST_RETRIES {
+                break;
+            }
+            tries += 1;
+            yield_to_siblings(4 << tries);
+        }
         let mut wakes = Wakes::default();
         let mut st = self.lock();
-        let mut v = match st.try_send(ring, v, &mut wakes) {
-            Ok(()) => {
-                drop(st);
-                wakes.wake();
-                return Ok(());
+        for announced in [false, true] {
+            if announced {
+                self.announce(&st, Side::Send, 1);
             }
-            Err((v, true)) if may_wait(block, deadline) => v,
-            Err(e) => return Err(e),
-        };
-        if ring.is_some() {
-            // Announce, then try once more (the module docs' wake-up check).
-            self.announce(&st, Side::Send, 1);
-            match st.try_send(ring, v, &mut wakes) {
+            match st.try_send_ring(ring, v, &mut wakes) {
                 Ok(()) => {
                     drop(st);
                     wakes.wake();
                     return Ok(());
                 }
-                Err((back, true)) => v = back,
+                Err((back, true)) if may_wait(block, deadline) => v = back,
                 Err(e) => return Err(e),
             }
         }
+        self.park_send(st, v, deadline)
+    }
+
+    /// [`recv`](Chan::recv) on a ring (as [`send_ring`](Chan::send_ring)).
+    #[inline(never)]
+    fn recv_ring(&self, ring: &Ring<T>, deadline: Option<Instant>, block: bool) -> Result<T, bool> {
+        let mut tries = 0;
+        while !self.anyone_waiting() {
+            match ring.pop() {
+                Ok(v) => {
+                    self.after_fast(ring, SEND);
+                    return Ok(v);
+                }
+                Err(PopError::Closed) => return Err(false),
+                Err(PopError::Empty) if !may_wait(block, deadline) => return Err(true),
+                Err(PopError::Empty) => {}
+            }
+            if tries == FAST_RETRIES {
+                break;
+            }
+            tries += 1;
+            yield_to_siblings(4 << tries);
+        }
+        let mut wakes = Wakes::default();
+        let mut st = self.lock();
+        for announced in [false, true] {
+            if announced {
+                self.announce(&st, Side::Recv, 1);
+            }
+            match st.try_recv_ring(ring, &mut wakes) {
+                Ok(v) => {
+                    drop(st);
+                    wakes.wake();
+                    return Ok(v);
+                }
+                Err(true) if may_wait(block, deadline) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.park_recv(st, deadline)
+    }
+
+    /// The parking half of a send (Go's `chansend` from `gopark` on): a sudog with the value,
+    /// enqueued by the park's commit, which then unlocks.
+    #[inline]
+    fn park_send(
+        &self,
+        mut st: Locked<'_, T>,
+        v: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), (T, bool)> {
         let slot = st.slots.insert(Slot::new(Some(v)));
         let parked = Parked { chan: self, queue: sendq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
@@ -506,36 +640,9 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Go's `chanrecv`. `Err(true)`: would block / timed out; `Err(false)`: closed and drained.
-    pub(super) fn recv(&self, deadline: Option<Instant>, block: bool) -> Result<T, bool> {
-        let ring = self.ring.as_ref();
-        if let Some(r) = ring.filter(|_| !self.anyone_waiting()) {
-            match r.pop() {
-                Ok(v) => {
-                    self.after_fast(r, SEND);
-                    return Ok(v);
-                }
-                Err(PopError::Closed) => return Err(false),
-                Err(PopError::Empty) if !may_wait(block, deadline) => return Err(true),
-                Err(PopError::Empty) => {}
-            }
-        }
-        let mut wakes = Wakes::default();
-        let mut st = self.lock();
-        let mut got = st.try_recv(ring, &mut wakes);
-        if matches!(got, Err(true)) && ring.is_some() && may_wait(block, deadline) {
-            self.announce(&st, Side::Recv, 1);
-            got = st.try_recv(ring, &mut wakes);
-        }
-        match got {
-            Ok(v) => {
-                drop(st);
-                wakes.wake();
-                return Ok(v);
-            }
-            Err(true) if may_wait(block, deadline) => {}
-            Err(e) => return Err(e),
-        }
+    /// The parking half of a receive.
+    #[inline]
+    fn park_recv(&self, mut st: Locked<'_, T>, deadline: Option<Instant>) -> Result<T, bool> {
         let slot = st.slots.insert(Slot::new(None));
         let parked = Parked { chan: self, queue: recvq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
@@ -551,10 +658,18 @@ impl<T> Chan<T> {
     }
 }
 
+/// Calls the waker, if any, once no lock is held.
+#[inline]
+fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
 /// A channel counted as having one sender and one receiver.
 pub(super) fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
     Arc::new(Chan {
-        ring: cap.filter(|&c| c > 0).map(Ring::new),
+        ring: cap.filter(|&c| c > 0).map(|c| Box::new(Ring::new(c))),
         waiting: [AtomicUsize::new(0), AtomicUsize::new(0)],
         state: Mutex::new(State {
             buf: VecDeque::new(),

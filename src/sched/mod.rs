@@ -51,7 +51,7 @@ pub use blocking::{blocking, try_blocking};
 pub(crate) use io_wait::{wait_io, wake_io};
 pub use park::yield_now;
 pub use park::{Unparker, park_current, unparker};
-pub(crate) use park::{Waker, coop_tick, park, reset_budget, wait, wait_until};
+pub(crate) use park::{Waker, coop_tick, park, reset_budget, wait, wait_until, yield_to_siblings};
 pub(crate) use worker::run_worker;
 
 use idle::Parker;

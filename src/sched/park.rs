@@ -81,6 +81,19 @@ pub fn yield_now() {
     }
 }
 
+/// For a wait that is about to end (a channel's ring full or empty while a peer works on it):
+/// switches straight to another task of this worker (the direct yield); if there is none and
+/// the worker has nothing else to run, spins `spins` times instead (the peer must be on another
+/// worker or thread). Unlike [`yield_now`] it never costs a pass through the scheduler (a
+/// `netpoll`), and it never spins while other tasks wait for this worker.
+pub(crate) fn yield_to_siblings(spins: u32) {
+    match worker::yield_direct_or_idle() {
+        Ok(()) => check_cancel(),
+        Err(true) => (0..spins).for_each(|_| std::hint::spin_loop()),
+        Err(false) => {}
+    }
+}
+
 /// The slow half of [`yield_now`], out of line: the fast half is inlined into the caller, so
 /// that a direct yield switches from the caller's own frame (no return across the switch to
 /// mispredict).

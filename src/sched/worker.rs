@@ -30,7 +30,7 @@
 
 mod direct;
 
-pub(crate) use direct::yield_direct;
+pub(crate) use direct::{yield_direct, yield_direct_or_idle};
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::VecDeque;

@@ -84,7 +84,29 @@ pub(crate) fn yield_direct() -> bool {
     )
 }
 
+/// For a wait that is about to end (a channel's ring full or empty while a peer works on it):
+/// the direct yield if it may; else `Err(idle)`, where `idle` says this worker has nothing else
+/// to run (so a short spin delays no one; on a plain thread, `false`).
+#[inline]
+pub(crate) fn yield_direct_or_idle() -> Result<(), bool> {
+    let mut idle = false;
+    let yielded =
+        task::yield_to(|w, me| w.pick_direct(me).inspect_err(|_| idle = w.nothing_queued()));
+    if yielded { Ok(()) } else { Err(idle) }
+}
+
 impl Worker {
+    /// Whether this worker has no other task to run: nothing in `runnext`, its queues, its
+    /// inbox (hints, as in `pick_direct`). Must not panic (it runs inside `task::yield_to`).
+    fn nothing_queued(&self) -> bool {
+        let remote = &self.shared.workers[self.index];
+        let q = self.q.borrow();
+        q.runnext.is_none()
+            && q.local.is_empty()
+            && remote.inbox_len.load(Relaxed) == 0
+            && remote.runq_len.load(Relaxed) == 0
+    }
+
     /// The direct yield's choice (the table at the top of this file), with the running task
     /// `me` in hand: `Ok(next)` with `me` queued at the back of `local` if the scheduler would
     /// pick the front of `local` anyway, else `Err(me)`: go through the scheduler. Must not
