@@ -331,10 +331,23 @@ const SEND: usize = Side::Send as usize;
 /// The channel itself (Go's `hchan`), shared by its senders and receivers.
 pub(super) struct Chan<T> {
     /// The buffer of a bounded channel with cap > 0.
-    ring: Option<Box<Ring<T>>>,
+    ring: Option<Ring<T>>,
     /// `recvq.len()` and `sendq.len()` as of the last unlock or announce (ring channels only).
-    waiting: [AtomicUsize; 2],
+    waiting: Mirrors,
     state: Mutex<State<T>>,
+}
+
+/// The two queue mirrors, on a cache line of their own: every lock-free operation reads them,
+/// so they must not share a line with the lock word or the `Arc` counts, which slow paths and
+/// clones write.
+#[repr(align(128))]
+struct Mirrors([AtomicUsize; 2]);
+
+impl Deref for Mirrors {
+    type Target = [AtomicUsize; 2];
+    fn deref(&self) -> &[AtomicUsize; 2] {
+        &self.0
+    }
 }
 
 /// The locked state. Unlocking refreshes the queue mirrors of a ring channel.
@@ -407,7 +420,7 @@ impl<T> Chan<T> {
     }
 
     pub(super) fn ring(&self) -> Option<&Ring<T>> {
-        self.ring.as_deref()
+        self.ring.as_ref()
     }
 
     /// Values buffered (Go's `len(ch)`).
@@ -494,7 +507,7 @@ impl<T> Chan<T> {
         deadline: Option<Instant>,
         block: bool,
     ) -> Result<(), (T, bool)> {
-        match self.ring.as_deref() {
+        match self.ring.as_ref() {
             Some(ring) => self.send_ring(ring, v, deadline, block),
             None => {
                 let mut st = self.lock();
@@ -513,7 +526,7 @@ impl<T> Chan<T> {
 
     /// Go's `chanrecv`. `Err(true)`: would block / timed out; `Err(false)`: closed and drained.
     pub(super) fn recv(&self, deadline: Option<Instant>, block: bool) -> Result<T, bool> {
-        match self.ring.as_deref() {
+        match self.ring.as_ref() {
             Some(ring) => self.recv_ring(ring, deadline, block),
             None => {
                 let mut st = self.lock();
@@ -669,8 +682,8 @@ fn wake(w: Option<Waker>) {
 /// A channel counted as having one sender and one receiver.
 pub(super) fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
     Arc::new(Chan {
-        ring: cap.filter(|&c| c > 0).map(|c| Box::new(Ring::new(c))),
-        waiting: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        ring: cap.filter(|&c| c > 0).map(Ring::new),
+        waiting: Mirrors([AtomicUsize::new(0), AtomicUsize::new(0)]),
         state: Mutex::new(State {
             buf: VecDeque::new(),
             cap,
