@@ -440,3 +440,35 @@ fn close_racing_ring_sends_loses_no_value() {
         })
     });
 }
+
+/// Go's `len(ch)` and `cap(ch)`, and the closed flag, on each kind of channel (a bounded one
+/// keeps its values in a ring, the others in the locked state), from both halves.
+#[test]
+fn len_capacity_and_is_closed_as_in_go() {
+    let (tx, rx) = chan::bounded::<u8>(3);
+    assert_eq!((tx.len(), rx.capacity(), tx.is_empty()), (0, Some(3), true));
+    for (i, v) in [1, 2, 3].into_iter().enumerate() {
+        tx.try_send(v).unwrap();
+        assert_eq!((tx.len(), rx.len()), (i + 1, i + 1));
+    }
+    assert!(matches!(tx.try_send(4), Err(TrySendError::Full(4))));
+    assert_eq!(rx.try_recv(), Ok(1));
+    tx.try_send(4).unwrap(); // the ring wraps
+    assert_eq!(rx.len(), 3);
+    assert!(!rx.is_closed());
+    tx.close();
+    assert!(rx.is_closed() && tx.is_closed());
+    assert_eq!(rx.iter().collect::<Vec<_>>(), [2, 3, 4], "a closed channel drains in order");
+    assert_eq!((rx.len(), rx.is_empty()), (0, true));
+
+    let (tx, rx) = chan::bounded::<u8>(0);
+    assert_eq!((tx.len(), rx.capacity()), (0, Some(0)));
+    assert!(matches!(tx.try_send(1), Err(TrySendError::Full(1))), "no receiver waits");
+
+    let (tx, rx) = chan::unbounded::<u8>();
+    (0..100).for_each(|v| tx.send(v).unwrap());
+    assert_eq!((rx.len(), rx.capacity()), (100, None));
+    drop(tx);
+    assert!(rx.is_closed(), "the last sender closes");
+    assert_eq!(rx.iter().count(), 100);
+}
