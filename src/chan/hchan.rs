@@ -388,14 +388,14 @@ struct Parked<'a, T> {
 impl<T> Parked<'_, T> {
     fn settle(mut self) -> Slot<T> {
         let slot = self.slot.take().expect("settled once");
-        self.chan.lock().settle(self.queue, slot)
+        self.chan.settle_slot(self.queue, slot)
     }
 }
 
 impl<T> Drop for Parked<'_, T> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            let s = self.chan.lock().settle(self.queue, slot);
+            let s = self.chan.settle_slot(self.queue, slot);
             drop(s); // the value, if any, after the lock
         }
     }
@@ -417,6 +417,21 @@ fn may_wait(block: bool, deadline: Option<Instant>) -> bool {
 impl<T> Chan<T> {
     pub(super) fn lock(&self) -> Locked<'_, T> {
         Locked { chan: self, st: lock(&self.state) }
+    }
+
+    /// The lock of a channel without a ring, which has no mirrors to refresh: the plain guard
+    /// (one word, no check at unlock), for the unbuffered ping-pong's sake.
+    fn lock_plain(&self) -> MutexGuard<'_, State<T>> {
+        debug_assert!(self.ring.is_none(), "a ring channel's lock must refresh its mirrors");
+        lock(&self.state)
+    }
+
+    /// Takes a parked operation's slot back (see `State::settle`).
+    fn settle_slot(&self, queue: QueueOf<T>, slot: usize) -> Slot<T> {
+        match self.ring {
+            None => self.lock_plain().settle(queue, slot),
+            Some(_) => self.lock().settle(queue, slot),
+        }
     }
 
     pub(super) fn ring(&self) -> Option<&Ring<T>> {
@@ -510,7 +525,7 @@ impl<T> Chan<T> {
         match self.ring.as_ref() {
             Some(ring) => self.send_ring(ring, v, deadline, block),
             None => {
-                let mut st = self.lock();
+                let mut st = self.lock_plain();
                 match st.try_send_locked(v) {
                     Ok(w) => {
                         drop(st);
@@ -529,7 +544,7 @@ impl<T> Chan<T> {
         match self.ring.as_ref() {
             Some(ring) => self.recv_ring(ring, deadline, block),
             None => {
-                let mut st = self.lock();
+                let mut st = self.lock_plain();
                 match st.try_recv_locked() {
                     Ok((v, w)) => {
                         drop(st);
@@ -632,10 +647,10 @@ impl<T> Chan<T> {
 
     /// The parking half of a send (Go's `chansend` from `gopark` on): a sudog with the value,
     /// enqueued by the park's commit, which then unlocks.
-    #[inline]
+    #[inline(always)]
     fn park_send(
         &self,
-        mut st: Locked<'_, T>,
+        mut st: impl DerefMut<Target = State<T>>,
         v: T,
         deadline: Option<Instant>,
     ) -> Result<(), (T, bool)> {
@@ -654,8 +669,12 @@ impl<T> Chan<T> {
     }
 
     /// The parking half of a receive.
-    #[inline]
-    fn park_recv(&self, mut st: Locked<'_, T>, deadline: Option<Instant>) -> Result<T, bool> {
+    #[inline(always)]
+    fn park_recv(
+        &self,
+        mut st: impl DerefMut<Target = State<T>>,
+        deadline: Option<Instant>,
+    ) -> Result<T, bool> {
         let slot = st.slots.insert(Slot::new(None));
         let parked = Parked { chan: self, queue: recvq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
