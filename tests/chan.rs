@@ -472,3 +472,28 @@ fn len_capacity_and_is_closed_as_in_go() {
     assert!(rx.is_closed(), "the last sender closes");
     assert_eq!(rx.iter().count(), 100);
 }
+
+/// One value at a time through a ring, each acknowledged before the next, between a plain
+/// thread and a task, both ways: a value (or room) that appears just before the other side
+/// parks must be seen by its announced second look, or both would wait for ever.
+#[test]
+fn a_ring_wait_sees_what_came_just_before_it_parked() {
+    const N: u32 = 30_000;
+    within(Duration::from_secs(120), "ring wait window", || {
+        rt(2).block_on(|| {
+            let (tx, rx) = chan::bounded::<u32>(1);
+            let (ack_tx, ack_rx) = chan::bounded::<u32>(1);
+            let thread = thread::spawn(move || {
+                for v in 0..N {
+                    tx.send(v).unwrap();
+                    assert_eq!(ack_rx.recv(), Ok(v));
+                }
+            });
+            for v in 0..N {
+                assert_eq!(rx.recv(), Ok(v));
+                ack_tx.send(v).unwrap();
+            }
+            thread.join().unwrap();
+        })
+    });
+}

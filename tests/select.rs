@@ -515,3 +515,79 @@ fn a_select_over_ten_channels() {
         }
     });
 }
+
+/// A select over two bounded channels (lock-free rings) while plain threads send on both as
+/// fast as the rings take values: a send that slips into a ring between the select's first
+/// look and its announce must not be missed (the select looks again and starts over), and a
+/// select woken for a value that a faster receiver took polls again. Every value arrives once.
+#[test]
+fn select_over_rings_misses_no_value_sent_while_it_enqueues() {
+    const N: u64 = 50_000;
+    within(Duration::from_secs(120), "select over rings", || {
+        rt(2).block_on(|| {
+            let (a_tx, a_rx) = chan::bounded::<u64>(1);
+            let (b_tx, b_rx) = chan::bounded::<u64>(1);
+            let senders: Vec<_> = [a_tx, b_tx]
+                .into_iter()
+                .map(|tx| thread::spawn(move || (0..N).for_each(|v| tx.send(v).unwrap())))
+                .collect();
+            // Two selecting tasks and one plain receiver compete for the values.
+            let selecting: Vec<_> = (0..2)
+                .map(|_| {
+                    let (a_rx, b_rx) = (a_rx.clone(), b_rx.clone());
+                    go(move || {
+                        // A closed channel is swapped for one never ready (Go: set to nil).
+                        let never = chan::never::<u64>();
+                        let (mut sum, mut a_open, mut b_open) = (0u64, true, true);
+                        while a_open || b_open {
+                            let a = if a_open { &a_rx } else { &never };
+                            let b = if b_open { &b_rx } else { &never };
+                            select! {
+                                recv(a) -> r => match r { Ok(v) => sum += v, Err(_) => a_open = false },
+                                recv(b) -> r => match r { Ok(v) => sum += v, Err(_) => b_open = false },
+                            }
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            let plain = go(move || a_rx.iter().sum::<u64>());
+            drop(b_rx);
+            senders.into_iter().for_each(|h| h.join().unwrap());
+            let got: u64 = selecting.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+                + plain.join().unwrap();
+            assert_eq!(got, 2 * (N * (N - 1) / 2));
+        })
+    });
+}
+
+/// The window of the test above, without anyone else to rescue a missed value: a plain thread
+/// sends one value at a time on one of two rings and waits for the select's acknowledgement
+/// before the next. A value that lands in a ring just before the select announces itself must
+/// be seen by its second look, or both sides would wait for ever.
+#[test]
+fn select_over_rings_sees_a_value_sent_just_before_it_parks() {
+    const N: u64 = 30_000;
+    within(Duration::from_secs(120), "select ring window", || {
+        rt(2).block_on(|| {
+            let (a_tx, a_rx) = chan::bounded::<u64>(1);
+            let (b_tx, b_rx) = chan::bounded::<u64>(1);
+            let (ack_tx, ack_rx) = chan::bounded::<u64>(1);
+            let sender = thread::spawn(move || {
+                for v in 0..N {
+                    let tx = if v % 2 == 0 { &a_tx } else { &b_tx };
+                    tx.send(v).unwrap();
+                    assert_eq!(ack_rx.recv(), Ok(v));
+                }
+            });
+            for _ in 0..N {
+                let v = select! {
+                    recv(a_rx) -> r => r.unwrap(),
+                    recv(b_rx) -> r => r.unwrap(),
+                };
+                ack_tx.send(v).unwrap();
+            }
+            sender.join().unwrap();
+        })
+    });
+}

@@ -152,7 +152,8 @@ impl<T> State<T> {
     fn balance(&mut self, ring: &Ring<T>, wakes: &mut Wakes) {
         loop {
             let mut moved = false;
-            while !self.recvq.is_empty() {
+            // `can_pop` / `can_push` first: a claim that then finds nothing costs a requeue.
+            while !self.recvq.is_empty() && ring.can_pop() {
                 let Some(r) = State::<T>::dequeue(&mut self.recvq) else { break };
                 match ring.pop() {
                     Ok(v) => wakes.push(self.deliver(r, v)),
@@ -163,7 +164,7 @@ impl<T> State<T> {
                 }
                 moved = true;
             }
-            while !self.sendq.is_empty() {
+            while !self.sendq.is_empty() && ring.can_push() {
                 let Some(s) = State::<T>::dequeue(&mut self.sendq) else { break };
                 let slot = s.slot;
                 let v =
@@ -262,7 +263,16 @@ impl<T> State<T> {
         if self.closed || self.receivers == 0 {
             return Err((v, false));
         }
-        match ring.push(v) {
+        let mut pushed = ring.push(v);
+        if let Err(PushError::Full(v)) = pushed {
+            if self.recvq.is_empty() {
+                return Err((v, true));
+            }
+            // Parked receivers whose values a fast sender's rebalance has not moved yet.
+            self.balance(ring, wakes);
+            pushed = ring.push(v);
+        }
+        match pushed {
             Ok(()) => {
                 self.balance(ring, wakes);
                 Ok(())
