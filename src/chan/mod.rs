@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod fast;
 mod hchan;
 mod ring;
 mod select;

@@ -25,7 +25,7 @@
 //! Invariants:
 //! - Between its successful CAS and its stamp store, one sender (or receiver) owns the slot: no
 //!   one else reads or writes its value. That is why `value`'s mutex is never contended; it is
-//!   here so that this file needs no `unsafe` (a `Cell`-like slot would).
+//!   here so that the slot is shared through a safe type (a bare cell would need a raw one).
 //! - `mark` is set once (`close`). A push whose CAS came before it completes, and its value is
 //!   received before any receiver is told the ring is closed: `pop` reports `Closed` only when
 //!   `head` has caught up with a marked `tail`.

@@ -37,7 +37,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::hchan::{Chan, Locked, QueueOf, Side, State, Wakes, recvq, sendq};
+use super::fast::Side;
+use super::hchan::{Chan, Locked, QueueOf, State, Wakes, recvq, sendq};
 use super::sudog::{CLOSED, DONE, Group, Slot, Sudog, WAITING};
 use super::{Receiver, RecvError, SendError, Sender};
 use crate::sched::wait_until;
