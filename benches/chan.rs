@@ -73,96 +73,20 @@ fn ping_pong(c: &mut Criterion) {
     g.finish();
 }
 
-const PER_SENDER: u64 = 25_000;
+#[path = "shared/mpmc.rs"]
+mod mpmc_round;
+
+use mpmc_round::{PER_SENDER, async_channel_round, crossbeam_round, gort_round};
 
 fn mpmc(c: &mut Criterion) {
     let mut g = c.benchmark_group("mpmc_4x4");
     g.sample_size(10);
     g.throughput(Throughput::Elements(4 * PER_SENDER));
     let rt = gort::Runtime::builder().workers(2).build().unwrap();
-    g.bench_function("gort_bounded64", |b| {
-        b.iter(|| {
-            rt.block_on(|| {
-                let (tx, rx) = gort::chan::bounded::<u64>(64);
-                let senders: Vec<_> = (0..4)
-                    .map(|_| {
-                        let tx = tx.clone();
-                        gort::go(move || (0..PER_SENDER).for_each(|i| tx.send(i).unwrap()))
-                    })
-                    .collect();
-                drop(tx);
-                let receivers: Vec<_> = (0..4)
-                    .map(|_| {
-                        let rx = rx.clone();
-                        gort::go(move || rx.iter().count())
-                    })
-                    .collect();
-                senders.into_iter().for_each(|h| h.join().unwrap());
-                let n: usize = receivers.into_iter().map(|h| h.join().unwrap()).sum();
-                assert_eq!(n as u64, 4 * PER_SENDER);
-            })
-        })
-    });
-    g.bench_function("crossbeam_threads", |b| {
-        b.iter(|| {
-            let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
-            let senders: Vec<_> = (0..4)
-                .map(|_| {
-                    let tx = tx.clone();
-                    std::thread::spawn(move || (0..PER_SENDER).for_each(|i| tx.send(i).unwrap()))
-                })
-                .collect();
-            drop(tx);
-            let receivers: Vec<_> = (0..4)
-                .map(|_| {
-                    let rx = rx.clone();
-                    std::thread::spawn(move || rx.iter().count())
-                })
-                .collect();
-            senders.into_iter().for_each(|h| h.join().unwrap());
-            let n: usize = receivers.into_iter().map(|h| h.join().unwrap()).sum();
-            assert_eq!(n as u64, 4 * PER_SENDER);
-        })
-    });
+    g.bench_function("gort_bounded64", |b| b.iter(|| gort_round(&rt)));
+    g.bench_function("crossbeam_threads", |b| b.iter(crossbeam_round));
     let trt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-    g.bench_function("async_channel_tokio_mt", |b| {
-        b.iter(|| {
-            trt.block_on(async {
-                let (tx, rx) = async_channel::bounded::<u64>(64);
-                let senders: Vec<_> = (0..4)
-                    .map(|_| {
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            for i in 0..PER_SENDER {
-                                tx.send(i).await.unwrap();
-                            }
-                        })
-                    })
-                    .collect();
-                drop(tx);
-                let receivers: Vec<_> = (0..4)
-                    .map(|_| {
-                        let rx = rx.clone();
-                        tokio::spawn(async move {
-                            let mut n = 0usize;
-                            while rx.recv().await.is_ok() {
-                                n += 1;
-                            }
-                            n
-                        })
-                    })
-                    .collect();
-                for s in senders {
-                    s.await.unwrap();
-                }
-                let mut n = 0;
-                for r in receivers {
-                    n += r.await.unwrap();
-                }
-                assert_eq!(n as u64, 4 * PER_SENDER);
-            })
-        })
-    });
+    g.bench_function("async_channel_tokio_mt", |b| b.iter(|| async_channel_round(&trt)));
     g.finish();
 }
 

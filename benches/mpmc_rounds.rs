@@ -14,86 +14,10 @@
 
 use std::time::Instant;
 
-const PER_SENDER: u64 = 25_000;
+#[path = "shared/mpmc.rs"]
+mod mpmc;
 
-fn gort_round(rt: &gort::Runtime) {
-    rt.block_on(|| {
-        let (tx, rx) = gort::chan::bounded::<u64>(64);
-        let senders: Vec<_> = (0..4)
-            .map(|_| {
-                let tx = tx.clone();
-                gort::go(move || (0..PER_SENDER).for_each(|i| tx.send(i).unwrap()))
-            })
-            .collect();
-        drop(tx);
-        let receivers: Vec<_> = (0..4)
-            .map(|_| {
-                let rx = rx.clone();
-                gort::go(move || rx.iter().count())
-            })
-            .collect();
-        senders.into_iter().for_each(|h| h.join().unwrap());
-        let n: usize = receivers.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(n as u64, 4 * PER_SENDER);
-    });
-}
-
-fn crossbeam_round() {
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
-    let senders: Vec<_> = (0..4)
-        .map(|_| {
-            let tx = tx.clone();
-            std::thread::spawn(move || (0..PER_SENDER).for_each(|i| tx.send(i).unwrap()))
-        })
-        .collect();
-    drop(tx);
-    let receivers: Vec<_> = (0..4)
-        .map(|_| {
-            let rx = rx.clone();
-            std::thread::spawn(move || rx.iter().count())
-        })
-        .collect();
-    senders.into_iter().for_each(|h| h.join().unwrap());
-    let n: usize = receivers.into_iter().map(|h| h.join().unwrap()).sum();
-    assert_eq!(n as u64, 4 * PER_SENDER);
-}
-
-fn async_channel_round(rt: &tokio::runtime::Runtime) {
-    rt.block_on(async {
-        let (tx, rx) = async_channel::bounded::<u64>(64);
-        let senders: Vec<_> = (0..4)
-            .map(|_| {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    for i in 0..PER_SENDER {
-                        tx.send(i).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        drop(tx);
-        let receivers: Vec<_> = (0..4)
-            .map(|_| {
-                let rx = rx.clone();
-                tokio::spawn(async move {
-                    let mut n = 0usize;
-                    while rx.recv().await.is_ok() {
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        for s in senders {
-            s.await.unwrap();
-        }
-        let mut n = 0;
-        for r in receivers {
-            n += r.await.unwrap();
-        }
-        assert_eq!(n as u64, 4 * PER_SENDER);
-    });
-}
+use mpmc::{PER_SENDER, async_channel_round, crossbeam_round, gort_round};
 
 /// Millions of messages per second of one round that started at `t`.
 fn rate(t: Instant) -> f64 {
