@@ -265,12 +265,14 @@ impl Task {
     }
 
     /// `WAITING → RUNNABLE` only if the task is still in park number `seq` (see `state`).
+    #[inline]
     pub(crate) fn make_runnable_if(&self, seq: u64) -> bool {
         let parked = (seq << 2) | WAITING as u64;
         self.state.compare_exchange(parked, (seq << 2) | RUNNABLE as u64, SeqCst, SeqCst).is_ok()
     }
 
     /// Which park the task is in (meaningful in a park's commit, which runs with it `WAITING`).
+    #[inline]
     pub(crate) fn park_seq(&self) -> u64 {
         self.state.load(SeqCst) >> 2
     }
@@ -584,11 +586,15 @@ pub(crate) fn park_to(
     // SAFETY: `me` is the running task, whose reference `CURRENT` owns while it runs; this
     // Arc borrows that reference without taking it (`ManuallyDrop`: no count change).
     let me_ref = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(me) });
-    // A SeqCst read-modify-write, not a plain store: a commit that re-checks a flag (an unpark
-    // token, say) pairs with a waker that sets the flag and then CASes this word; one of the
-    // two must see the other.
+    // A plain `Release` store (a `mov` on x86-64), not a read-modify-write: a waker can reach
+    // this task only through what the commit publishes next (a queue under a lock, a `PollDesc`
+    // word, an unpark token, a timer heap), always with a release that this store precedes, and
+    // it takes the task with an acquire before its CAS on this word. So every waker sees
+    // `WAITING` in this park; no waker sets a flag that the commit reads *without* such a
+    // hand-over (the unpark token is one word that both sides CAS), so no store-load fence is
+    // needed here. Two fewer RMWs per channel round trip than the `SeqCst` swap this was.
     let cur = me_ref.state.load(Relaxed);
-    me_ref.state.swap((((cur >> 2) + 1) << 2) | WAITING as u64, SeqCst);
+    me_ref.state.store((((cur >> 2) + 1) << 2) | WAITING as u64, Release);
     if !commit(&me_ref) {
         // The event came first: nothing was published, so nobody else can have woken us.
         assert!(me_ref.make_runnable(), "gort: task {} woken by a commit that failed", me_ref.id);

@@ -21,15 +21,15 @@
 
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use slab::Slab;
 
 use super::fast::Mirrors;
 use super::ring::Ring;
-use super::sudog::{CLOSED, DONE, Slot, Sudog, WAITING, lock};
+use super::sudog::{CLOSED, DONE, Guard, Lock, Slot, Sudog, WAITING, lock};
 use crate::sched::{Waker, wait_until};
 
 pub(super) type Queue = VecDeque<Sudog>;
@@ -87,6 +87,7 @@ impl<T> State<T> {
 
     /// Go's `waitq.dequeue`: the first sudog that may be completed; sudogs of a select that
     /// another case already won are dropped on the way.
+    #[inline(always)]
     pub(super) fn dequeue(q: &mut Queue) -> Option<Sudog> {
         while let Some(s) = q.pop_front() {
             if s.claim() {
@@ -97,6 +98,7 @@ impl<T> State<T> {
     }
 
     /// Hands `v` to a popped receiver; returns its waker.
+    #[inline(always)]
     pub(super) fn deliver(&mut self, r: Sudog, v: T) -> Option<Waker> {
         let slot = &mut self.slots[r.slot];
         slot.value = Some(v);
@@ -105,6 +107,7 @@ impl<T> State<T> {
     }
 
     /// Takes a popped sender's value; returns it and the sender's waker.
+    #[inline(always)]
     fn take_sent(&mut self, s: Sudog) -> (T, Option<Waker>) {
         let slot = &mut self.slots[s.slot];
         slot.status = DONE;
@@ -144,6 +147,7 @@ impl<T> State<T> {
 
     /// [`try_send`](State::try_send) of a channel without a ring (unbuffered or unbounded):
     /// all of it under the lock, as in Go; `Ok` with the receiver to wake.
+    #[inline(always)]
     fn try_send_locked(&mut self, v: T) -> Result<Option<Waker>, (T, bool)> {
         if self.closed || self.receivers == 0 {
             return Err((v, false));
@@ -161,6 +165,7 @@ impl<T> State<T> {
 
     /// [`try_recv`](State::try_recv) of a channel without a ring; `Ok` with the value and the
     /// sender to wake.
+    #[inline(always)]
     fn try_recv_locked(&mut self) -> Result<(T, Option<Waker>), bool> {
         if let Some(v) = self.buf.pop_front() {
             // Room now: the first parked sender's value moves into the buffer.
@@ -191,6 +196,7 @@ impl<T> State<T> {
 
     /// The parked side, once its wait is over (woken, timed out or unwinding): takes its slot
     /// back, and its sudog out of `queue` if nobody popped it.
+    #[inline(always)]
     pub(super) fn settle(&mut self, queue: QueueOf<T>, slot: usize) -> Slot<T> {
         if self.slots[slot].status == WAITING {
             let q = queue(self);
@@ -216,13 +222,13 @@ pub(super) struct Chan<T> {
     ring: Option<Ring<T>>,
     /// `recvq.len()` and `sendq.len()` as of the last unlock or announce (ring channels only).
     pub(super) waiting: Mirrors,
-    state: Mutex<State<T>>,
+    state: Lock<State<T>>,
 }
 
 /// The locked state. Unlocking refreshes the queue mirrors of a ring channel.
 pub(super) struct Locked<'a, T> {
     chan: &'a Chan<T>,
-    st: MutexGuard<'a, State<T>>,
+    st: Guard<'a, State<T>>,
 }
 
 impl<T> Deref for Locked<'_, T> {
@@ -255,6 +261,7 @@ struct Parked<'a, T> {
 }
 
 impl<T> Parked<'_, T> {
+    #[inline(always)]
     fn settle(mut self) -> Slot<T> {
         let slot = self.slot.take().expect("settled once");
         self.chan.settle_slot(self.queue, slot)
@@ -283,12 +290,13 @@ impl<T> Chan<T> {
 
     /// The lock of a channel without a ring, which has no mirrors to refresh: the plain guard
     /// (one word, no check at unlock), for the unbuffered ping-pong's sake.
-    fn lock_plain(&self) -> MutexGuard<'_, State<T>> {
+    fn lock_plain(&self) -> Guard<'_, State<T>> {
         debug_assert!(self.ring.is_none(), "a ring channel's lock must refresh its mirrors");
         lock(&self.state)
     }
 
     /// Takes a parked operation's slot back (see `State::settle`).
+    #[inline(always)]
     fn settle_slot(&self, queue: QueueOf<T>, slot: usize) -> Slot<T> {
         match self.ring {
             None => self.lock_plain().settle(queue, slot),
@@ -445,7 +453,7 @@ pub(super) fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
     Arc::new(Chan {
         ring: cap.filter(|&c| c > 0).map(Ring::new),
         waiting: Mirrors([AtomicUsize::new(0), AtomicUsize::new(0)]),
-        state: Mutex::new(State {
+        state: Lock::new(State {
             buf: VecDeque::new(),
             cap,
             recvq: VecDeque::new(),

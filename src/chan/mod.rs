@@ -16,6 +16,7 @@
 //! | `recvq`  | `recvq`             | parked receivers, FIFO                                     |
 //! | `sendq`  | `sendq`             | parked senders, each with its value, FIFO                  |
 //! | `closed` | `closed`            | set by `close` or when the last sender goes                |
+//! | `state`'s lock | `lock`        | a spinlock, as Go's `hchan.lock` is a runtime spinning mutex: held for a few dozen instructions, never across a park (`sudog.rs`, `lock`) |
 //!
 //! # A send, step by step (a receive mirrors it)
 //!

@@ -24,8 +24,9 @@
 //!
 //! Invariants:
 //! - Between its successful CAS and its stamp store, one sender (or receiver) owns the slot: no
-//!   one else reads or writes its value. That is why `value`'s mutex is never contended; it is
-//!   here so that the slot is shared through a safe type (a bare cell would need a raw one).
+//!   one else reads or writes its value. That is why `value`'s lock is never contended (one CAS
+//!   and one store per use); it is here so that the slot is shared through a safe type (a bare
+//!   cell would need a raw one).
 //! - `mark` is set once (`close`). A push whose CAS came before it completes, and its value is
 //!   received before any receiver is told the ring is closed: `pop` reports `Closed` only when
 //!   `head` has caught up with a marked `tail`.
@@ -34,9 +35,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::Mutex;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicUsize, fence};
+
+use super::sudog::{Lock, lock};
 
 /// Why a push failed; the value comes back.
 #[derive(Debug)]
@@ -62,7 +64,7 @@ struct Padded(AtomicUsize);
 #[derive(Debug)]
 struct Slot<T> {
     stamp: AtomicUsize,
-    value: Mutex<Option<T>>,
+    value: Lock<Option<T>>,
 }
 
 /// A bounded lock-free MPMC queue with a close mark.
@@ -82,7 +84,7 @@ impl<T> Ring<T> {
     pub(super) fn new(cap: usize) -> Ring<T> {
         assert!(cap > 0, "a ring holds at least one value");
         let mark = (cap + 1).next_power_of_two();
-        let slots = (0..cap).map(|i| Slot { stamp: AtomicUsize::new(i), value: Mutex::new(None) });
+        let slots = (0..cap).map(|i| Slot { stamp: AtomicUsize::new(i), value: Lock::new(None) });
         Ring {
             head: Padded(AtomicUsize::new(0)),
             tail: Padded(AtomicUsize::new(0)),
@@ -115,7 +117,7 @@ impl<T> Ring<T> {
             if stamp == tail {
                 match self.tail.0.compare_exchange_weak(tail, self.next(tail), SeqCst, Relaxed) {
                     Ok(_) => {
-                        *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+                        *lock(&slot.value) = Some(v);
                         slot.stamp.store(tail + 1, Release);
                         return Ok(());
                     }
@@ -146,7 +148,7 @@ impl<T> Ring<T> {
             if stamp == head + 1 {
                 match self.head.0.compare_exchange_weak(head, self.next(head), SeqCst, Relaxed) {
                     Ok(_) => {
-                        let v = slot.value.lock().unwrap_or_else(|p| p.into_inner()).take();
+                        let v = lock(&slot.value).take();
                         slot.stamp.store(head.wrapping_add(self.one_lap), Release);
                         return Ok(v.expect("a full slot holds a value"));
                     }

@@ -34,8 +34,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::sched::Waker;
 
@@ -70,6 +70,7 @@ impl Sudog {
 
     /// Go's `dequeue` check: may the popper complete this sudog? Always for a plain wait; for a
     /// select's case only if this pop is the one that claims its group.
+    #[inline(always)]
     pub(super) fn claim(&self) -> bool {
         self.sel.as_ref().is_none_or(|(g, i)| g.claim(*i))
     }
@@ -80,6 +81,7 @@ impl Sudog {
     }
 
     /// The waker to call (once the lock is released) after completing the slot.
+    #[inline(always)]
     pub(super) fn into_waker(self) -> Option<Waker> {
         match self.sel {
             None => self.waker,
@@ -103,22 +105,50 @@ impl<T> Slot<T> {
     }
 }
 
-/// Locks a channel's state. Held for a few dozen instructions at a time, so a contended lock
-/// is usually free again within a spin: try for a while before `lock`, whose sleeping path (a
-/// futex wait, and a futex wake on every later unlock until the lock is seen free) costs two
-/// syscalls where the hold time is well under one.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    for _ in 0..LOCK_SPINS {
-        match m.try_lock() {
-            Ok(g) => return g,
-            Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-            Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
-        }
+/// The lock of a channel's state, of a select's waker and of a ring slot: a spinlock (the
+/// `spin` crate), as crossbeam-channel guards its rendezvous channel. Taking it is one CAS;
+/// releasing it is one plain store, where `std::sync::Mutex` releases with a swap (it must see
+/// whether a sleeper waits for a futex wake). A channel hand-off takes three locks (the
+/// sender's, the parking side's, and its settle after the wake-up), so the swaps were about a
+/// tenth of an unbuffered ping-pong.
+///
+/// What makes spinning safe here: the lock is held for a few dozen instructions, never across
+/// a park or a switch (a park's commit releases it before the task switches away), and never
+/// while user code runs (values are dropped after unlocking). A holder is therefore always
+/// running on some thread, and a waiter on the same thread is impossible.
+pub(super) type Lock<T> = spin::Mutex<T>;
+/// What [`lock`] returns.
+pub(super) type Guard<'a, T> = spin::MutexGuard<'a, T>;
+
+/// Takes `m`: tries, spinning on a plain load while it is held (no cache-line stealing while
+/// the holder works), and after `LOCK_SPINS` tries gives the OS thread up between rounds, in
+/// case the holder is a plain thread that the OS preempted (crossbeam's `Backoff::snooze`
+/// does the same). Not poisoned by a panic: a holder's panic releases the lock, and the state
+/// under it is kept consistent at every point where code that may panic runs.
+#[inline]
+pub(super) fn lock<T>(m: &Lock<T>) -> Guard<'_, T> {
+    if let Some(g) = m.try_lock() {
+        return g;
     }
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    lock_contended(m)
 }
 
-/// Attempts of [`lock`] before it may sleep.
+#[cold]
+fn lock_contended<T>(m: &Lock<T>) -> Guard<'_, T> {
+    loop {
+        for _ in 0..LOCK_SPINS {
+            if !m.is_locked()
+                && let Some(g) = m.try_lock()
+            {
+                return g;
+            }
+            std::hint::spin_loop();
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Tries of [`lock`] between two yields of the OS thread.
 const LOCK_SPINS: u32 = 200;
 
 /// No case has won yet.
@@ -131,12 +161,12 @@ const CANCELLED: usize = usize::MAX - 1;
 #[derive(Debug)]
 pub(super) struct Group {
     claim: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
+    waker: Lock<Option<Waker>>,
 }
 
 impl Group {
     pub(super) fn new() -> Arc<Group> {
-        Arc::new(Group { claim: AtomicUsize::new(NONE), waker: Mutex::new(None) })
+        Arc::new(Group { claim: AtomicUsize::new(NONE), waker: Lock::new(None) })
     }
 
     fn claim(&self, index: usize) -> bool {

@@ -168,19 +168,19 @@ pub(crate) fn wait(commit: impl FnOnce(Waker) -> bool) {
 /// sleeps with a timeout). Whichever comes first wakes the caller, once: the waker left behind
 /// is tied to this park and does nothing later. The caller re-checks its condition and the
 /// clock, and removes its waker from wherever `commit` put it.
+#[inline(always)]
 pub(crate) fn wait_until(deadline: Option<Instant>, commit: impl FnOnce(Waker) -> bool) {
     let mut commit = Some(commit);
-    wait_dyn(deadline, &mut |w| commit.take().is_some_and(|c| c(w)));
-}
-
-/// [`wait_until`] with the commit behind a reference (see [`park_dyn`]).
-fn wait_dyn(deadline: Option<Instant>, commit: &mut dyn FnMut(Waker) -> bool) {
+    // The task path calls `commit` from inside the park's step (one `dyn` call, whose only
+    // argument is a pointer), so the waker is built where the commit stores it: passed by
+    // value through a `dyn FnMut(Waker)`, its three words were written to the stack and read
+    // back at once as wider loads, a store-forwarding stall in every park.
     if let Some(w) = worker::current().filter(|_| task::in_task()) {
         let shared = &w.shared;
         let index = w.index;
         park_dyn(&mut |t| {
             let seq = t.park_seq();
-            if !commit(Waker::Task(t.clone(), seq)) {
+            if !commit.take().is_some_and(|c| c(Waker::Task(t.clone(), seq))) {
                 return false;
             }
             if let Some(d) = deadline {
@@ -190,6 +190,12 @@ fn wait_dyn(deadline: Option<Instant>, commit: &mut dyn FnMut(Waker) -> bool) {
         });
         return;
     }
+    wait_thread(deadline, &mut |w| commit.take().is_some_and(|c| c(w)));
+}
+
+/// The thread side of [`wait_until`], with the commit behind a reference.
+#[inline(never)]
+fn wait_thread(deadline: Option<Instant>, commit: &mut dyn FnMut(Waker) -> bool) {
     let waiter =
         Arc::new(ThreadWaiter { thread: thread::current(), woken: AtomicBool::new(false) });
     if commit(Waker::Thread(waiter.clone())) {

@@ -92,6 +92,7 @@ thread_local! {
 }
 
 /// The worker this thread is, if it is one.
+#[inline]
 pub(crate) fn current() -> Option<Rc<Worker>> {
     CURRENT.with(|c| c.get().cloned())
 }
