@@ -178,6 +178,8 @@ impl Drop for Runtime {
                 eprintln!("gort: a worker thread panicked during shutdown");
             }
         }
+        // The workers' stacks, kept through the shutdown, go now, sorted (`stack/pool.rs`).
+        crate::stack::unmap_doomed();
     }
 }
 

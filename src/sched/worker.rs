@@ -420,6 +420,9 @@ impl Worker {
     /// Shutdown: unstarted tasks are dropped (their joins see `Cancelled`); started ones are
     /// marked cancelled and resumed until they have all unwound out of their parks.
     fn shutdown(&self) {
+        // Every stack that comes back from now on stays mapped until the runtime unmaps them
+        // all at once (`stack/pool.rs`, "Why shutdown is different").
+        self.stacks.borrow_mut().drain();
         let shared = &self.shared;
         let started = Instant::now();
         let mut warned = false;

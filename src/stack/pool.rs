@@ -17,10 +17,19 @@
 //! | `put`, worker pool holds fewer than 64  | push it; **nothing is released**, so reuse costs a push and a pop            | a `Vec::push` |
 //! | `put`, worker pool full                 | `release`: the 32 *oldest* stacks are trimmed and moved to the shared pool   | 32 `madvise`, rare |
 //! | trim                                    | `madvise(MADV_DONTNEED)` of everything below the top 16 KiB; skipped when the stack is known clean (fresh, or trimmed and unused since) | µs |
-//! | shared pool already holds 1024 (per size) | the excess is unmapped, outside the lock                                   | `munmap`      |
+//! | shared pool already holds 1024 (per size) | the excess is unmapped, outside the lock, adjacent ones in one call        | `munmap`      |
 //! | [`StackPool::scavenge`] (idle worker)   | trim every stack the worker holds                                            |               |
 //! | worker pool dropped (worker exits)      | its stacks are trimmed and given to the shared pool (Go's `stackcache_clear`) |              |
+//! | `put` while the runtime shuts down ([`StackPool::drain`]) | kept, untrimmed, however many                          | a `Vec::push` |
+//! | worker pool dropped after `drain`       | its stacks join the doomed list, which the runtime unmaps once all its workers are gone ([`unmap_doomed`]) | sorted `munmap`s |
 //! | size other than the worker pool's       | no caching: [`Stack::new`] on `get`, unmapped on `put`                       | as fresh      |
+//!
+//! Why shutdown is different: a runtime that shuts down with a million parked tasks gets a
+//! million stacks back at once. Unmapped one at a time, each stack freed out of address order
+//! punches a hole in the middle of a VMA (`super::unmap_all` has the figures), and the process
+//! reached `vm.max_map_count`, where `munmap` fails and so does any `mmap`, in any thread. So a
+//! draining pool keeps what it gets (the memory was resident while the tasks were parked
+//! anyway), and the runtime unmaps all of it, sorted, after its workers exit.
 //!
 //! So the resident memory of idle stacks is bounded: at most 64 per worker keep whatever depth
 //! their last task touched, and at most 1024 shared ones (per size) keep 16 KiB each.
@@ -53,6 +62,16 @@ struct SizeClass {
 #[doc(alias = "stackpool")]
 static SHARED_POOL: Mutex<Vec<SizeClass>> = Mutex::new(Vec::new());
 
+/// Stacks of workers that exited while their runtime shut down, for [`unmap_doomed`].
+static DOOMED: Mutex<Vec<Stack>> = Mutex::new(Vec::new());
+
+/// Unmaps the stacks that draining pools left behind (see "Why shutdown is different"), sorted
+/// so that adjacent ones go in one call. The runtime calls it once its workers have exited.
+pub(crate) fn unmap_doomed() {
+    let doomed = std::mem::take(&mut *DOOMED.lock().unwrap_or_else(PoisonError::into_inner));
+    super::unmap_all(doomed);
+}
+
 /// Runs `f` on the shared pool's list for `size`, creating it if needed.
 fn with_size_class<R>(size: usize, f: impl FnOnce(&mut Vec<Stack>) -> R) -> R {
     // Nothing panics while the lock is held; were it poisoned, the lists would still be valid.
@@ -83,7 +102,7 @@ fn shared_put(size: usize, mut spill: Vec<Stack>) {
         let keep_from = spill.len() - room;
         stacks.extend(spill.drain(keep_from..));
     });
-    drop(spill);
+    super::unmap_all(spill);
 }
 
 /// How many stacks of `size` the shared pool holds.
@@ -107,6 +126,8 @@ pub(crate) struct StackPool {
     size: usize,
     /// The cached stacks, oldest first: `get` takes from the end (the warmest).
     stacks: Vec<Stack>,
+    /// The runtime shuts down: keep every stack, give them all to [`DOOMED`] when dropped.
+    draining: bool,
 }
 
 impl StackPool {
@@ -115,6 +136,7 @@ impl StackPool {
         StackPool {
             size: usable_size(size).unwrap_or(usize::MAX),
             stacks: Vec::with_capacity(STACK_CACHE_CAPACITY),
+            draining: false,
         }
     }
 
@@ -153,10 +175,16 @@ impl StackPool {
             return; // Not our size: dropped, so unmapped.
         }
         stack.clean = false;
-        if self.stacks.len() >= STACK_CACHE_CAPACITY {
+        if self.stacks.len() >= STACK_CACHE_CAPACITY && !self.draining {
             self.release();
         }
         self.stacks.push(stack);
+    }
+
+    /// The runtime shuts down: from now on keep every stack that comes back, and at the end
+    /// leave them to [`unmap_doomed`] (see "Why shutdown is different").
+    pub(crate) fn drain(&mut self) {
+        self.draining = true;
     }
 
     /// Trims every held stack to its top [`STACK_KEEP_RESIDENT`](super::STACK_KEEP_RESIDENT)
@@ -186,6 +214,10 @@ impl Drop for StackPool {
     #[doc(alias = "stackcache_clear")]
     fn drop(&mut self) {
         let mut all = std::mem::take(&mut self.stacks);
+        if self.draining {
+            DOOMED.lock().unwrap_or_else(PoisonError::into_inner).append(&mut all);
+            return;
+        }
         all.iter_mut().for_each(Stack::trim);
         shared_put(self.size, all);
     }
@@ -284,5 +316,59 @@ mod tests {
         let again = pool.get(SIZE).unwrap();
         assert_eq!(peek(deep), 0, "a trimmed page comes back zeroed");
         drop(again);
+    }
+
+    /// The number of mappings (VMAs) of this process.
+    fn mappings() -> usize {
+        std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count())
+    }
+
+    #[test]
+    fn a_runtime_shutting_down_with_many_parked_tasks_keeps_the_mapping_count_low() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        use std::time::Duration;
+
+        const TASKS: usize = 100_000;
+        // Probe the guard method (the first stack decides it).
+        drop(Stack::new(MIN_STACK_SIZE).unwrap());
+        if crate::stack::guard_method() != Some(crate::stack::GuardMethod::GuardInstall) {
+            eprintln!("skipped: guard pages use mprotect here (2 VMAs per stack, none merge)");
+            return;
+        }
+        let baseline = mappings();
+        let peak = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let sampler = std::thread::spawn(move || {
+            while !s.load(SeqCst) {
+                p.fetch_max(mappings(), SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let rt = crate::Runtime::builder().workers(2).build().unwrap();
+        rt.block_on(|| {
+            let parked = Arc::new(AtomicUsize::new(0));
+            for _ in 0..TASKS {
+                let parked = parked.clone();
+                crate::go(move || {
+                    parked.fetch_add(1, SeqCst);
+                    loop {
+                        crate::task::park(); // until the shutdown unwinds it
+                    }
+                });
+            }
+            while parked.load(SeqCst) < TASKS {
+                crate::time::sleep(Duration::from_millis(5));
+            }
+        });
+        drop(rt); // unwinds the 100 000 parked tasks
+        stop.store(true, SeqCst);
+        sampler.join().unwrap();
+        let (peak, after) = (peak.load(SeqCst), mappings());
+        // Other tests of this process map and unmap too: the bounds leave room for them. One
+        // munmap per stack, in shutdown order, went past the baseline by tens of thousands.
+        assert!(peak < baseline + 2_000, "{peak} mappings at the peak, {baseline} before");
+        assert!(after < baseline + 500, "{after} mappings left, {baseline} before");
     }
 }
