@@ -19,7 +19,7 @@ use std::fmt;
 use std::io;
 use std::panic;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::thread;
 
 use crate::sched::{self, Config, Shared};
@@ -98,6 +98,8 @@ impl Builder {
             stress_inbox: self.stress_inbox,
         };
         let shared = Shared::new(config)?;
+        // Counted from here: the error path below builds a `Runtime` and drops it.
+        RUNNING.fetch_add(1, SeqCst);
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
             let s = shared.clone();
@@ -120,6 +122,9 @@ impl Builder {
         Ok(Runtime { shared, threads })
     }
 }
+
+/// How many runtimes of this process have been built and not dropped yet.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// A running set of workers and their netpoller (Go's runtime, minus the process-wide part).
 pub struct Runtime {
@@ -178,8 +183,10 @@ impl Drop for Runtime {
                 eprintln!("gort: a worker thread panicked during shutdown");
             }
         }
-        // The workers' stacks, kept through the shutdown, go now, sorted (`stack/pool.rs`).
-        crate::stack::unmap_doomed();
+        // The workers' stacks, kept through the shutdown, go now, sorted (`stack/pool.rs`),
+        // with the hollow ones; the pooled ones too if no other runtime may reuse them.
+        let last = RUNNING.fetch_sub(1, SeqCst) == 1;
+        crate::stack::unmap_doomed(last);
     }
 }
 

@@ -326,18 +326,32 @@ impl Stack {
             return;
         }
         let keep = STACK_KEEP_RESIDENT.next_multiple_of(self.guard_len).min(self.size());
-        let len = self.size() - keep;
-        if len > 0 {
-            let start = self.base.as_ptr().wrapping_add(self.guard_len);
-            // SAFETY: `start..start + len` lies inside our mapping, above the guard and below
-            // the kept top; nothing runs on a stack being trimmed, so its contents may go.
-            let rc = unsafe { libc::madvise(start.cast(), len, libc::MADV_DONTNEED) };
-            if rc != 0 {
-                log::debug!("gort: trimming a pooled stack failed: {}", io::Error::last_os_error());
-                return;
-            }
+        if self.discard_below(self.size() - keep) {
+            self.clean = true;
         }
-        self.clean = true;
+    }
+
+    /// Gives back every usable page (the guard stays): the stack keeps its place in the address
+    /// space and its VMA, and nothing else. Only for stacks nothing runs on.
+    fn hollow(&mut self) {
+        if self.discard_below(self.size()) {
+            self.clean = true;
+        }
+    }
+
+    /// `madvise(MADV_DONTNEED)` of the lowest `len` usable bytes; whether it worked.
+    fn discard_below(&mut self, len: usize) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let start = self.base.as_ptr().wrapping_add(self.guard_len);
+        // SAFETY: `start..start + len` lies inside our mapping, above the guard (`len` is at
+        // most the usable size); nothing runs on a pooled stack, so its contents may go.
+        let rc = unsafe { libc::madvise(start.cast(), len, libc::MADV_DONTNEED) };
+        if rc != 0 {
+            log::debug!("gort: releasing a pooled stack failed: {}", io::Error::last_os_error());
+        }
+        rc == 0
     }
 }
 
@@ -354,7 +368,7 @@ impl Stack {
 ///
 /// A run whose `munmap` fails (it would have to split a VMA while at the limit) falls back to
 /// one call per stack, which may succeed where the run did not.
-pub(crate) fn unmap_all(mut stacks: Vec<Stack>) {
+fn unmap_all(mut stacks: Vec<Stack>) {
     stacks.sort_unstable_by_key(|s| s.base.as_ptr() as usize);
     let mut rest = stacks.into_iter().peekable();
     while let Some(first) = rest.next() {
