@@ -294,6 +294,75 @@ fn timeouts_are_never_early_and_never_lose_a_value() {
     });
 }
 
+/// Timed sends whose timers fire while receivers take their values: a sender woken by its
+/// timer may find, when it takes the lock to settle, that a receiver completed it meanwhile.
+/// Each value is received exactly once or comes back to its sender, never both, never
+/// neither. (With 32 senders and two slow receivers, about 70% of the sends time out, their
+/// timers firing in bursts while the receivers keep taking values.)
+#[test]
+fn timed_sends_racing_receivers_deliver_or_return_each_value_once() {
+    const SENDERS: u32 = 32;
+    const PER: u32 = 200;
+    within(Duration::from_secs(60), "timed sends racing receivers", || {
+        rt(2).block_on(|| {
+            let (tx, rx) = chan::bounded::<u32>(0);
+            let senders: Vec<_> = (0..SENDERS)
+                .map(|s| {
+                    let tx = tx.clone();
+                    go(move || {
+                        let mut back = Vec::new();
+                        for i in 0..PER {
+                            let v = s * PER + i;
+                            let wait = Duration::from_micros(100);
+                            if let Err(e) = tx.send_timeout(v, wait) {
+                                assert!(e.is_timeout(), "{e:?}");
+                                back.push(e.into_inner());
+                            }
+                        }
+                        back
+                    })
+                })
+                .collect();
+            drop(tx);
+            // Slow receivers that look all the time: most sends time out, and the timed-out
+            // senders, woken together at a timer tick, race the receivers for their sudogs.
+            let receive = |rx: chan::Receiver<u32>| {
+                let mut got = Vec::new();
+                loop {
+                    match rx.try_recv() {
+                        Ok(v) => {
+                            got.push(v);
+                            let until = Instant::now() + Duration::from_micros(20);
+                            while Instant::now() < until {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                        Err(TryRecvError::Disconnected) => return got,
+                    }
+                }
+            };
+            let thread_rx: Vec<_> = (0..2)
+                .map(|_| {
+                    let rx = rx.clone();
+                    thread::spawn(move || receive(rx))
+                })
+                .collect();
+            drop(rx);
+            let mut seen = vec![0u8; (SENDERS * PER) as usize];
+            let mut count = |vs: Vec<u32>| vs.into_iter().for_each(|v| seen[v as usize] += 1);
+            senders.into_iter().for_each(|h| count(h.join().unwrap()));
+            thread_rx.into_iter().for_each(|h| count(h.join().unwrap()));
+            let wrong: Vec<usize> = (0..seen.len()).filter(|&v| seen[v] != 1).collect();
+            assert!(
+                wrong.is_empty(),
+                "values seen other than once: {:?}",
+                &wrong[..wrong.len().min(10)]
+            );
+        })
+    });
+}
+
 #[test]
 fn never_never_receives() {
     rt(1).block_on(|| {
