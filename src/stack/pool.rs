@@ -69,9 +69,10 @@ struct SizeClass {
     hollow: Vec<Stack>,
 }
 
-/// The shared overflow pool that every worker's [`StackPool`] spills to and refills from: one
-/// bounded list per stack size in use (in practice one or two: the runtime's configured size).
-/// The lock is held only to move stacks in or out, never across a syscall.
+/// The shared overflow pool that every worker's [`StackPool`] spills to and refills from: per
+/// stack size in use (in practice one or two: the runtime's configured size), a bounded list
+/// of clean stacks and the hollow ones beside it. The lock is held only to move stacks in or
+/// out, never across a syscall.
 ///
 /// Go: the global `stackpool` (one list per size order).
 #[doc(alias = "stackpool")]
@@ -95,8 +96,12 @@ pub(crate) fn unmap_doomed(last: bool) {
     let mut doomed = std::mem::take(&mut *DOOMED.lock().unwrap_or_else(PoisonError::into_inner));
     if !last {
         doomed.iter_mut().for_each(Stack::hollow);
-        for stack in doomed {
-            with_size_class(stack.size(), |class| class.hollow.push(stack));
+        // One runtime's stacks share one size, in practice: one lock per run of a size.
+        doomed.sort_unstable_by_key(Stack::size);
+        while let Some(size) = doomed.last().map(Stack::size) {
+            let from = doomed.partition_point(|s| s.size() < size);
+            let same: Vec<Stack> = doomed.drain(from..).collect();
+            with_size_class(size, |class| class.hollow.extend(same));
         }
         return;
     }
