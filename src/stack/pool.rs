@@ -23,7 +23,7 @@
 //! | worker pool dropped (worker exits)      | its stacks are trimmed and given to the shared pool (Go's `stackcache_clear`) |              |
 //! | `put` while the runtime shuts down ([`StackPool::drain`]) | kept, untrimmed, however many                          | a `Vec::push` |
 //! | worker pool dropped after `drain`       | its stacks join the doomed list; the runtime, once its workers are gone, unmaps them if it was the last one running, else hollows them ([`unmap_doomed`]) | sorted `munmap`s |
-//! | size other than the worker pool's       | no caching: [`Stack::new`] on `get`, unmapped on `put`                       | as fresh      |
+//! | size other than the worker pool's       | no worker cache: `get` takes from the shared pool's class for that size (else [`Stack::new`]), `put` trims it into that class | one lock |
 //!
 //! Why surplus stacks are hollowed, not unmapped: with `MADV_GUARD_INSTALL` guards, stacks
 //! mapped one after another merge into one VMA. Unmapping one whose neighbours still run
@@ -203,12 +203,18 @@ impl StackPool {
         self.stacks.len()
     }
 
-    /// A stack with at least `size` usable bytes: a pooled one when `size` is the pool's size,
-    /// otherwise a fresh mapping. Errors are [`Stack::new`]'s.
+    /// A stack with at least `size` usable bytes: a pooled one if there is one (this worker's
+    /// for the pool's size, the shared pool's for other sizes), otherwise a fresh mapping.
+    /// Errors are [`Stack::new`]'s.
     #[doc(alias = "stackalloc")]
     pub(crate) fn get(&mut self, size: usize) -> io::Result<Stack> {
-        if usable_size(size) != Some(self.size) {
-            return Stack::new(size);
+        let usable = usable_size(size);
+        if usable != Some(self.size) {
+            let mut got = Vec::new();
+            if let Some(usable) = usable {
+                shared_take(usable, 1, &mut got);
+            }
+            return got.pop().map_or_else(|| Stack::new(size), Ok);
         }
         if self.stacks.is_empty() {
             self.refill();
@@ -222,10 +228,18 @@ impl StackPool {
     /// Takes back a stack whose task is finished: nothing may run on it any more.
     #[doc(alias = "stackfree")]
     pub(crate) fn put(&mut self, mut stack: Stack) {
-        if stack.size() != self.size {
-            return; // Not our size: dropped, so unmapped.
-        }
         stack.clean = false;
+        if stack.size() != self.size {
+            // Not our size: to the shared pool's class for it (unmapping it here would punch a
+            // hole between stacks in use, see "Why surplus stacks are hollowed").
+            if self.draining {
+                DOOMED.lock().unwrap_or_else(PoisonError::into_inner).push(stack);
+            } else {
+                stack.trim();
+                shared_put(stack.size(), vec![stack]);
+            }
+            return;
+        }
         if self.stacks.len() >= STACK_CACHE_CAPACITY && !self.draining {
             self.release();
         }
@@ -302,12 +316,19 @@ mod tests {
     }
 
     #[test]
-    fn other_sizes_bypass_the_pool() {
+    fn other_sizes_skip_the_worker_pool_and_come_back_from_the_shared_one() {
+        // A size of its own: the shared pool is process-wide.
+        const BIG: usize = (1 << 20) + 3 * 4096;
         let mut pool = StackPool::new(DEFAULT_STACK_SIZE);
-        let big = pool.get(1 << 20).unwrap();
-        assert_eq!(big.size(), 1 << 20);
+        let big = pool.get(BIG).unwrap();
+        assert_eq!(big.size(), BIG);
+        let top = big.top();
         pool.put(big);
-        assert_eq!(pool.len(), 0);
+        assert_eq!(pool.len(), 0, "the worker pool keeps its own size only");
+        assert_eq!(shared_len(BIG), 1);
+        let again = pool.get(BIG).unwrap();
+        assert_eq!(again.top(), top, "the shared pool's stack came back");
+        assert_eq!(shared_len(BIG), 0);
     }
 
     #[test]
