@@ -9,6 +9,7 @@
 //! | `build`    | the poller, `workers` threads (each with its signal stack), all idle       |
 //! | `block_on` | the closure becomes the main task; the calling thread waits for its result |
 //! | drop       | shutdown: unstarted tasks are dropped, parked ones unwound, workers joined |
+//! | after drop | the stacks the workers kept: unmapped if this was the last runtime, else hollowed for the others (`stack/pool.rs`) |
 //!
 //! A task that never parks cannot be unwound (there is no preemption); shutdown waits for it
 //! and says so on stderr after 5 s.
