@@ -18,58 +18,19 @@
 
 #![allow(missing_docs)] // criterion_group! generates `pub fn benches` without docs
 
-use std::time::Instant;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+#[path = "shared/ping_pong.rs"]
+mod ping_pong_round;
+
+use ping_pong_round::{gort_ping_pong, tokio_ping_pong};
 
 fn ping_pong(c: &mut Criterion) {
     let mut g = c.benchmark_group("ping_pong");
     let rt = gort::Runtime::builder().workers(1).build().unwrap();
-    g.bench_function("gort_unbuffered", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(move || {
-                let (ping_tx, ping_rx) = gort::chan::bounded::<u64>(0);
-                let (pong_tx, pong_rx) = gort::chan::bounded::<u64>(0);
-                let echo = gort::go(move || {
-                    for v in ping_rx.iter() {
-                        pong_tx.send(v).unwrap();
-                    }
-                });
-                let t = Instant::now();
-                for i in 0..iters {
-                    ping_tx.send(i).unwrap();
-                    pong_rx.recv().unwrap();
-                }
-                let e = t.elapsed();
-                drop(ping_tx);
-                echo.join().unwrap();
-                e
-            })
-        })
-    });
+    g.bench_function("gort_unbuffered", |b| b.iter_custom(|iters| gort_ping_pong(&rt, iters)));
     let trt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    g.bench_function("tokio_mpsc_ct", |b| {
-        b.iter_custom(|iters| {
-            trt.block_on(async move {
-                let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
-                let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
-                let echo = tokio::spawn(async move {
-                    while let Some(v) = ping_rx.recv().await {
-                        pong_tx.send(v).await.unwrap();
-                    }
-                });
-                let t = Instant::now();
-                for i in 0..iters {
-                    ping_tx.send(i).await.unwrap();
-                    pong_rx.recv().await.unwrap();
-                }
-                let e = t.elapsed();
-                drop(ping_tx);
-                echo.await.unwrap();
-                e
-            })
-        })
-    });
+    g.bench_function("tokio_mpsc_ct", |b| b.iter_custom(|iters| tokio_ping_pong(&trt, iters)));
     g.finish();
 }
 

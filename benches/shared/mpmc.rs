@@ -1,6 +1,6 @@
 //! One round of `mpmc_4x4` for each library: 4 senders × 4 receivers through `bounded(64)`,
 //! `PER_SENDER` messages each. Shared by `benches/chan.rs` (criterion) and
-//! `benches/mpmc_rounds.rs` (interleaved rounds), so both measure the same code.
+//! `benches/chan_rounds.rs` (interleaved rounds), so both measure the same code.
 
 /// Messages each sender sends.
 pub const PER_SENDER: u64 = 25_000;

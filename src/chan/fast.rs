@@ -93,7 +93,8 @@ impl<T> State<T> {
     /// front of its queue; a select's is woken with its slot still `WAITING` (it tries again).
     fn unclaim(&mut self, queue: QueueOf<T>, s: Sudog, wakes: &mut Wakes) {
         if s.is_select() {
-            wakes.push(s.into_waker());
+            let slot = s.slot();
+            wakes.push(s.into_waker(&mut self.slots[slot]));
         } else {
             queue(self).push_front(s);
         }
@@ -118,13 +119,13 @@ impl<T> State<T> {
             }
             while !self.sendq.is_empty() && ring.can_push() {
                 let Some(s) = State::<T>::dequeue(&mut self.sendq) else { break };
-                let slot = s.slot;
+                let slot = s.slot();
                 let v =
                     self.slots[slot].value.take().expect("a parked sender's slot holds its value");
                 match ring.push(v) {
                     Ok(()) => {
                         self.slots[slot].status = DONE;
-                        wakes.push(s.into_waker());
+                        wakes.push(s.into_waker(&mut self.slots[slot]));
                     }
                     Err(PushError::Full(v) | PushError::Closed(v)) => {
                         self.slots[slot].value = Some(v);

@@ -25,11 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
-use slab::Slab;
-
 use super::fast::Mirrors;
 use super::ring::Ring;
-use super::sudog::{CLOSED, DONE, Guard, Lock, Slot, Sudog, WAITING, lock};
+use super::sudog::{CLOSED, DONE, Guard, Lock, Outcome, Slots, Sudog, WAITING, lock};
 use crate::sched::{Waker, wait_until};
 
 pub(super) type Queue = VecDeque<Sudog>;
@@ -43,7 +41,7 @@ pub(super) struct State<T> {
     pub(super) recvq: Queue,
     pub(super) sendq: Queue,
     /// The values of parked operations (Go's `sudog.elem`), by the sudogs' `slot`.
-    pub(super) slots: Slab<Slot<T>>,
+    pub(super) slots: Slots<T>,
     pub(super) closed: bool,
     pub(super) senders: usize,
     pub(super) receivers: usize,
@@ -100,18 +98,19 @@ impl<T> State<T> {
     /// Hands `v` to a popped receiver; returns its waker.
     #[inline(always)]
     pub(super) fn deliver(&mut self, r: Sudog, v: T) -> Option<Waker> {
-        let slot = &mut self.slots[r.slot];
+        let slot = &mut self.slots[r.slot()];
         slot.value = Some(v);
         slot.status = DONE;
-        r.into_waker()
+        r.into_waker(slot)
     }
 
     /// Takes a popped sender's value; returns it and the sender's waker.
     #[inline(always)]
     fn take_sent(&mut self, s: Sudog) -> (T, Option<Waker>) {
-        let slot = &mut self.slots[s.slot];
+        let slot = &mut self.slots[s.slot()];
         slot.status = DONE;
-        (slot.value.take().expect("a parked sender's slot holds its value"), s.into_waker())
+        let v = slot.value.take().expect("a parked sender's slot holds its value");
+        (v, s.into_waker(slot))
     }
 
     /// The part of Go's `chansend` that never waits: `Ok` once the value is handed over or
@@ -189,18 +188,19 @@ impl<T> State<T> {
     /// Completes every waiter of one queue that may still be completed with `CLOSED`.
     pub(super) fn fail_all(&mut self, queue: QueueOf<T>, wakes: &mut Wakes) {
         while let Some(s) = State::<T>::dequeue(queue(self)) {
-            self.slots[s.slot].status = CLOSED;
-            wakes.push(s.into_waker());
+            let slot = &mut self.slots[s.slot()];
+            slot.status = CLOSED;
+            wakes.push(s.into_waker(slot));
         }
     }
 
     /// The parked side, once its wait is over (woken, timed out or unwinding): takes its slot
     /// back, and its sudog out of `queue` if nobody popped it.
     #[inline(always)]
-    pub(super) fn settle(&mut self, queue: QueueOf<T>, slot: usize) -> Slot<T> {
+    pub(super) fn settle(&mut self, queue: QueueOf<T>, slot: usize) -> Outcome<T> {
         if self.slots[slot].status == WAITING {
             let q = queue(self);
-            if let Some(i) = q.iter().position(|s| s.slot == slot) {
+            if let Some(i) = q.iter().position(|s| s.slot() == slot) {
                 q.remove(i);
             }
         }
@@ -262,9 +262,12 @@ struct Parked<'a, T> {
 
 impl<T> Parked<'_, T> {
     #[inline(always)]
-    fn settle(mut self) -> Slot<T> {
+    fn settle(mut self) -> Outcome<T> {
         let slot = self.slot.take().expect("settled once");
-        self.chan.settle_slot(self.queue, slot)
+        let out = self.chan.settle_slot(self.queue, slot);
+        // Nothing left for `drop` to do; skipping its call keeps `out` out of memory.
+        std::mem::forget(self);
+        out
     }
 }
 
@@ -297,7 +300,7 @@ impl<T> Chan<T> {
 
     /// Takes a parked operation's slot back (see `State::settle`).
     #[inline(always)]
-    fn settle_slot(&self, queue: QueueOf<T>, slot: usize) -> Slot<T> {
+    fn settle_slot(&self, queue: QueueOf<T>, slot: usize) -> Outcome<T> {
         match self.ring {
             None => self.lock_plain().settle(queue, slot),
             Some(_) => self.lock().settle(queue, slot),
@@ -404,10 +407,12 @@ impl<T> Chan<T> {
         v: T,
         deadline: Option<Instant>,
     ) -> Result<(), (T, bool)> {
-        let slot = st.slots.insert(Slot::new(Some(v)));
+        let slot = st.slots.insert(Some(v));
+        // Nobody sees the sudog before the commit unlocks, by which time the waker is stored.
+        st.sendq.push_back(Sudog::new(slot));
         let parked = Parked { chan: self, queue: sendq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
-            st.sendq.push_back(Sudog::new(slot, waker));
+            st.slots.set_waker(slot, waker);
             drop(st); // Go's chanparkcommit: the lock is released once we are parked
             true
         });
@@ -425,10 +430,11 @@ impl<T> Chan<T> {
         mut st: impl DerefMut<Target = State<T>>,
         deadline: Option<Instant>,
     ) -> Result<T, bool> {
-        let slot = st.slots.insert(Slot::new(None));
+        let slot = st.slots.insert(None);
+        st.recvq.push_back(Sudog::new(slot));
         let parked = Parked { chan: self, queue: recvq, slot: Some(slot) };
         wait_until(deadline, move |waker| {
-            st.recvq.push_back(Sudog::new(slot, waker));
+            st.slots.set_waker(slot, waker);
             drop(st);
             true
         });
@@ -458,7 +464,7 @@ pub(super) fn new_chan<T>(cap: Option<usize>) -> Arc<Chan<T>> {
             cap,
             recvq: VecDeque::new(),
             sendq: VecDeque::new(),
-            slots: Slab::new(),
+            slots: Slots::default(),
             closed: false,
             senders: 1,
             receivers: 1,

@@ -39,7 +39,7 @@ use std::time::Instant;
 
 use super::fast::Side;
 use super::hchan::{Chan, Locked, QueueOf, State, Wakes, recvq, sendq};
-use super::sudog::{CLOSED, DONE, Group, Slot, Sudog, WAITING};
+use super::sudog::{CLOSED, DONE, Group, Outcome, Sudog, WAITING};
 use super::{Receiver, RecvError, SendError, Sender};
 use crate::sched::wait_until;
 
@@ -138,7 +138,7 @@ impl<'a, T: 'static> Held<'a, T> {
     ) {
         let (queue, chan, side) = (self.queue, self.chan, self.side);
         let st = self.st(alias);
-        let slot = st.slots.insert(Slot::new(value));
+        let slot = st.slots.insert(value);
         queue(st).push_back(Sudog::new_case(slot, group, i));
         if chan.ring().is_some() {
             chan.announce(st, side, 0);
@@ -148,7 +148,7 @@ impl<'a, T: 'static> Held<'a, T> {
 
     /// Step 8: takes the slot back (and the sudog, if nobody popped it). Locking also waits out
     /// a peer that claimed this case and is completing it right now.
-    fn settle(&mut self) -> Option<Slot<T>> {
+    fn settle(&mut self) -> Option<Outcome<T>> {
         let slot = self.slot.take()?;
         Some(self.chan.lock().settle(self.queue, slot))
     }

@@ -9,8 +9,8 @@
 //!
 //! | part            | lives in               | holds                                           |
 //! |-----------------|------------------------|-------------------------------------------------|
-//! | [`Sudog`]       | `recvq` / `sendq`      | who to wake, and the slot of its value          |
-//! | [`Slot`]        | `State::slots` (a slab)| the value in transit (Go's `elem`) and the outcome (`success`) |
+//! | [`Sudog`]       | `recvq` / `sendq`      | the slot of its value; a select's group and case |
+//! | [`Slot`]        | `State::slots` ([`Slots`])| the value in transit (Go's `elem`), the outcome (`success`), and a plain wait's waker |
 //!
 //! The parked side owns its slot: it makes it before parking and removes it after waking, under
 //! the lock, reading the value and the outcome. Whoever pops the sudog writes the slot.
@@ -46,62 +46,176 @@ pub(super) const DONE: u8 = 1;
 /// The channel closed (or lost its last receiver) first.
 pub(super) const CLOSED: u8 = 2;
 
-/// A parked operation in a channel's queue (Go's `sudog`, without its value).
+/// A parked operation in a channel's queue (Go's `sudog`, without its value and waker).
+///
+/// Two words, so that it moves in registers: with its waker inside (six words) every enqueue
+/// and dequeue copied it through the stack, and the copies were read back with wider loads
+/// than they were written with, stalling store forwarding (a third of the park's commit in an
+/// unbuffered ping-pong).
 #[derive(Debug)]
 pub(super) struct Sudog {
     /// Index of its [`Slot`] in the channel's `slots`.
-    pub(super) slot: usize,
-    /// Who to wake (a plain wait; a select's waker is in its group).
-    waker: Option<Waker>,
-    /// For a select's case: its group and the case's index.
-    sel: Option<(Arc<Group>, usize)>,
+    slot: u32,
+    /// For a select's case: the case's index in its group.
+    case: u32,
+    /// For a select's case: the group whose claim it must win (and which holds the waker).
+    group: Option<Arc<Group>>,
 }
 
 impl Sudog {
-    /// A plain send or receive, parked with `waker`.
-    pub(super) fn new(slot: usize, waker: Waker) -> Sudog {
-        Sudog { slot, waker: Some(waker), sel: None }
+    /// A plain send or receive, parked in `slot` (whose [`Slot::waker`] is set by the park's
+    /// commit, before the lock is released).
+    #[inline(always)]
+    pub(super) fn new(slot: usize) -> Sudog {
+        Sudog { slot: index(slot), case: 0, group: None }
     }
 
-    /// Case `index` of a select waiting on `group`.
-    pub(super) fn new_case(slot: usize, group: &Arc<Group>, index: usize) -> Sudog {
-        Sudog { slot, waker: None, sel: Some((group.clone(), index)) }
+    /// Case `case` of a select waiting on `group`.
+    pub(super) fn new_case(slot: usize, group: &Arc<Group>, case: usize) -> Sudog {
+        Sudog { slot: index(slot), case: index(case), group: Some(group.clone()) }
+    }
+
+    /// Index of its [`Slot`] in the channel's `slots`.
+    #[inline(always)]
+    pub(super) fn slot(&self) -> usize {
+        self.slot as usize
     }
 
     /// Go's `dequeue` check: may the popper complete this sudog? Always for a plain wait; for a
     /// select's case only if this pop is the one that claims its group.
     #[inline(always)]
     pub(super) fn claim(&self) -> bool {
-        self.sel.as_ref().is_none_or(|(g, i)| g.claim(*i))
+        self.group.as_ref().is_none_or(|g| g.claim(self.case as usize))
     }
 
     /// Whether it is a select's case (whose claim cannot be undone).
     pub(super) fn is_select(&self) -> bool {
-        self.sel.is_some()
+        self.group.is_some()
     }
 
-    /// The waker to call (once the lock is released) after completing the slot.
+    /// The waker to call (once the lock is released) after completing `slot`, its own slot: a
+    /// plain wait's is in the slot, a select's in its group.
     #[inline(always)]
-    pub(super) fn into_waker(self) -> Option<Waker> {
-        match self.sel {
-            None => self.waker,
-            Some((g, _)) => g.take_waker(),
+    pub(super) fn into_waker<T>(self, slot: &mut Slot<T>) -> Option<Waker> {
+        match self.group {
+            None => slot.waker.take(),
+            Some(g) => g.take_waker(),
         }
     }
 }
 
-/// Where a parked operation's value waits (Go's `sudog.elem` and `success`).
+/// A slot or case index as a sudog stores it. A channel has fewer than 2^32 parked operations
+/// at once (each is a parked task or thread), and a select fewer cases.
+#[inline(always)]
+fn index(i: usize) -> u32 {
+    u32::try_from(i).expect("gort: more than 2^32 operations parked on one channel")
+}
+
+/// Where a parked operation's value waits (Go's `sudog.elem` and `success`), and who to wake.
 #[derive(Debug)]
 pub(super) struct Slot<T> {
     /// A send's value until taken; a receive's value once delivered.
     pub(super) value: Option<T>,
-    /// `WAITING`, `DONE` or `CLOSED`.
+    /// `WAITING`, `DONE` or `CLOSED` (`FREE` while on the free list).
+    pub(super) status: u8,
+    /// A plain wait's waker, stored by its park's commit and taken by whoever completes the
+    /// slot (a select's waker is in its [`Group`]).
+    pub(super) waker: Option<Waker>,
+}
+
+/// The slot is on the free list of its [`Slots`].
+const FREE: u8 = 3;
+
+/// The slots of a channel's parked operations, by index: a vector and a free list (a slab).
+///
+/// Written field by field in place: a slab's `insert` takes the whole record by value, which
+/// the caller builds on its stack and the callee copies with wider loads than it was written
+/// with (a store-forwarding stall on every park). A slot's index is stable while it is taken.
+#[derive(Debug)]
+pub(super) struct Slots<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Slots<T> {
+        Slots { slots: Vec::new(), free: Vec::new() }
+    }
+}
+
+impl<T> Slots<T> {
+    /// A `WAITING` slot holding `value`; returns its index.
+    #[inline(always)]
+    pub(super) fn insert(&mut self, value: Option<T>) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                let s = &mut self.slots[i as usize];
+                // A free slot holds nothing (`remove` took it): replaced without a drop, the
+                // new value needs no stack copy to survive a call.
+                let old = std::mem::replace(&mut s.value, value);
+                debug_assert!(old.is_none(), "a free slot holds no value");
+                std::mem::forget(old);
+                s.status = WAITING;
+                i as usize
+            }
+            None => self.grow(value),
+        }
+    }
+
+    /// [`insert`](Slots::insert) with no free slot, out of line.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, value: Option<T>) -> usize {
+        self.slots.push(Slot { value, status: WAITING, waker: None });
+        self.slots.len() - 1
+    }
+
+    /// Stores the waker of the plain wait parked in slot `i` (its park's commit).
+    #[inline(always)]
+    pub(super) fn set_waker(&mut self, i: usize, waker: Waker) {
+        let old = self[i].waker.replace(waker);
+        debug_assert!(old.is_none(), "a slot's waker is stored once");
+        std::mem::forget(old);
+    }
+
+    /// Frees slot `i`; returns its outcome. A waker still in it (a wait that timed out) is
+    /// dropped here, under the channel lock: that only lowers a count, as its task or thread
+    /// still holds its own reference.
+    #[inline(always)]
+    pub(super) fn remove(&mut self, i: usize) -> Outcome<T> {
+        let s = &mut self[i];
+        let out = Outcome { value: s.value.take(), status: s.status };
+        s.waker = None;
+        s.status = FREE;
+        self.free.push(index(i));
+        out
+    }
+}
+
+/// What a freed [`Slot`] held: the value (a receive's, or a send's that was not taken) and the
+/// status.
+#[derive(Debug)]
+pub(super) struct Outcome<T> {
+    pub(super) value: Option<T>,
     pub(super) status: u8,
 }
 
-impl<T> Slot<T> {
-    pub(super) fn new(value: Option<T>) -> Slot<T> {
-        Slot { value, status: WAITING }
+impl<T> std::ops::Index<usize> for Slots<T> {
+    type Output = Slot<T>;
+    #[inline(always)]
+    fn index(&self, i: usize) -> &Slot<T> {
+        let s = &self.slots[i];
+        debug_assert_ne!(s.status, FREE, "a freed channel slot was used");
+        s
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Slots<T> {
+    #[inline(always)]
+    fn index_mut(&mut self, i: usize) -> &mut Slot<T> {
+        let s = &mut self.slots[i];
+        debug_assert_ne!(s.status, FREE, "a freed channel slot was used");
+        s
     }
 }
 
