@@ -7,14 +7,17 @@
 //! | `ping_pong`  | two tasks, two `bounded(0)` channels, 1 worker; one iteration = there and back | tokio current-thread, two `mpsc::channel(1)` |
 //! | `mpmc_4x4`   | 4 sender tasks × 4 receiver tasks through `bounded(64)`, 2 workers; one iteration = one message | crossbeam-channel `bounded(64)` on 8 OS threads; async-channel `bounded(64)` on tokio multi-thread (2 workers) |
 //!
-//! Reading `mpmc_4x4`: where the eight tasks start decides the figure more than anything else.
-//! Started tasks never move (architecture decision 1), and whether the second worker steals
-//! some of them before they start depends on how fast it wakes. All eight on one worker: no
-//! cache line crosses cores. Spread over both: every message moves the ring's slot (and often
-//! its head or tail) from one core to the other, which on a 2-vCPU VM costs from ~30 ns to
-//! several times that, depending on where the host placed the vCPUs at the time. One criterion
-//! run keeps one runtime, so its samples tend to share a pattern: run the group several times
-//! and compare medians across runs.
+//! Reading `mpmc_4x4`: where the eight tasks start still matters. Started tasks never move
+//! (architecture decision 1), and whether the second worker steals some of them before they
+//! start depends on how fast it wakes. All eight on one worker: no cache line crosses cores.
+//! Spread over both: messages move the ring's slots (and its head or tail) from one core to the
+//! other, which on a 2-vCPU VM costs from ~30 ns to several times that, depending on where the
+//! host placed the vCPUs at the time. Until 2026-12-01 a spread placement ran at a third of the
+//! one-worker rate, because a task that found the ring full (empty) switched to a sibling that
+//! retried at once and pulled the lines back; since the retries spin while another worker runs
+//! (`sched::backoff`), spread placements run about as fast as the one-worker one. One criterion
+//! run keeps one runtime, so its samples tend to share a pattern: `benches/chan_rounds.rs`
+//! interleaves rounds of all three and is the figure to quote.
 
 #![allow(missing_docs)] // criterion_group! generates `pub fn benches` without docs
 

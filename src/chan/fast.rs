@@ -12,7 +12,7 @@
 //! | operation            | `waiting` of both queues | what happens                                      |
 //! |----------------------|--------------------------|---------------------------------------------------|
 //! | send / receive       | both 0                   | on the ring alone; then, if the other side's mirror is no longer 0, `rebalance` |
-//! | send / receive, ring full / empty | both 0      | a few more tries, yielding to the worker's other tasks (or spinning if it has none) in between ([`FAST_RETRIES`]), then the slow path |
+//! | send / receive, ring full / empty | both 0      | a few more tries with a [`backoff`] in between ([`FAST_RETRIES`]), then the slow path |
 //! | send / receive       | not 0                    | under the lock (the slow path, as in Go)           |
 //! | slow path, must wait | —                        | *announce* (mirror + 1, `SeqCst`), try the ring once more, then park |
 //! | `rebalance` / slow path | —                     | `balance`: ring values to parked receivers, parked senders' values into ring room |
@@ -41,7 +41,7 @@ use std::time::Instant;
 use super::hchan::{Chan, QueueOf, State, Wakes, may_wait, recvq, sendq};
 use super::ring::{PopError, PushError, Ring};
 use super::sudog::{DONE, Sudog};
-use crate::sched::yield_to_siblings;
+use crate::sched::backoff;
 
 /// A wait queue, as an index into [`Chan::waiting`].
 #[derive(Clone, Copy, Debug)]
@@ -69,8 +69,9 @@ impl Deref for Mirrors {
 /// How many times a send (receive) that finds the ring full (empty) tries again before it
 /// parks: a peer is usually about to make room (bring a value), and a park costs a lock, a
 /// sudog, a wake-up, and sends every other operation through the lock while it lasts. Between
-/// tries the task yields to its worker's other tasks, or, if the worker has nothing else to
-/// run, spins 4, 8, 16, 32 times (crossbeam's `Backoff::snooze`): never while others wait.
+/// tries the task backs off ([`backoff`]): it spins 8, 16, 32, 64 times if another worker is
+/// running (its peers may be there; crossbeam's `Backoff::snooze` spins likewise), and yields to
+/// its worker's other tasks.
 const FAST_RETRIES: u32 = 4;
 
 /// The retries of a fast operation that found the ring full (empty).
@@ -83,7 +84,7 @@ impl Retries {
             return false;
         }
         self.0 += 1;
-        yield_to_siblings(4 << self.0);
+        backoff(4 << self.0);
         true
     }
 }

@@ -51,7 +51,7 @@ pub use blocking::{blocking, try_blocking};
 pub(crate) use io_wait::{wait_io, wake_io};
 pub use park::yield_now;
 pub use park::{Unparker, park_current, unparker};
-pub(crate) use park::{Waker, coop_tick, park, reset_budget, wait, wait_until, yield_to_siblings};
+pub(crate) use park::{Waker, backoff, coop_tick, park, reset_budget, wait, wait_until};
 pub(crate) use worker::run_worker;
 
 use idle::Parker;
@@ -220,6 +220,14 @@ impl Shared {
     /// Whether any queue a sleeping worker could serve holds work.
     pub(crate) fn has_shared_work(&self) -> bool {
         self.global_len.load(SeqCst) > 0 || self.workers.iter().any(|w| w.runq_len.load(SeqCst) > 0)
+    }
+
+    /// Whether a worker besides the caller (a worker) is running tasks: neither asleep,
+    /// polling, nor looking for work (Go's `runtime_canSpin` test
+    /// `gomaxprocs > npidle + nmspinning + 1`). A hint: the counters move as it reads them.
+    pub(crate) fn others_running(&self) -> bool {
+        let resting = self.idle.load(Relaxed) + self.spinning.load(Relaxed);
+        self.workers.len() > resting + 1
     }
 
     /// Go's `wakep`: if nobody is looking for work, wake one idle worker to look.

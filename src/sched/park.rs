@@ -94,6 +94,29 @@ pub(crate) fn yield_to_siblings(spins: u32) {
     }
 }
 
+/// A channel operation's wait before it tries again (the ring was full or empty), as Go's
+/// `sync.Mutex` decides with `runtime_canSpin` (`runtime/proc.go`, Go 1.19) whether to spin:
+///
+/// | who else runs                                   | what this does                                   |
+/// |-------------------------------------------------|--------------------------------------------------|
+/// | another worker is running tasks, or we are a plain thread | spin `spins` times, then [`yield_to_siblings`] |
+/// | no other worker runs (the peer, if any, is one of ours) | [`yield_to_siblings`]`(spins)`: spin only if idle |
+///
+/// Spinning while siblings wait looks wasteful, but with the peers on another core it is what
+/// lets them work on the ring undisturbed: retrying at once, or switching to a sibling that
+/// retries, pulls the ring's cache lines back to this core after every single message. Measured
+/// on 4 × 4 tasks through `bounded(64)` spread over two workers: 2–4 × the messages per second.
+/// Go's own condition also requires an empty local run queue; here the spin is bounded (the
+/// caller's few retries), and the siblings run right after it.
+pub(crate) fn backoff(spins: u32) {
+    if worker::current().is_none_or(|w| w.shared.others_running()) {
+        (0..spins).for_each(|_| std::hint::spin_loop());
+        yield_to_siblings(0);
+    } else {
+        yield_to_siblings(spins);
+    }
+}
+
 /// The slow half of [`yield_now`], out of line: the fast half is inlined into the caller, so
 /// that a direct yield switches from the caller's own frame (no return across the switch to
 /// mispredict).
