@@ -14,10 +14,10 @@
 //! - Reported: req/s, p50/p99 latency, and the server's CPU time (user + system, from
 //!   `/proc/PID/stat`) per round trip; medians over the rounds, gort and tokio alternating.
 //!
-//! Syscalls per round trip: `ECHO_HOLD=gort` (or `tokio`) runs that server alone on
-//! 127.0.0.1:7878 (or `ECHO_ADDR`) until its stdin closes, for
-//! `perf stat -e 'syscalls:sys_enter_*' -p PID` while a client runs
-//! (`ECHO_CLIENT=127.0.0.1:7878`).
+//! Syscalls per round trip: `benches/echo_syscalls.sh [conns] [client processes] [rounds]`
+//! counts them with `perf stat` for both servers, alternating. It uses two modes of this
+//! binary: `ECHO_HOLD=gort` (or `tokio`) runs that server alone on 127.0.0.1:7878 (or
+//! `ECHO_ADDR`) until its stdin closes; `ECHO_CLIENT=127.0.0.1:7878` runs the client alone.
 //!
 //! What bounds these figures (measured 2026-12-01 with `perf record -g -p PID` on each server
 //! under the same client, 100 connections): about 90% of either server's CPU time is the
@@ -25,9 +25,11 @@
 //! client's socket, is 71–73%; `recvfrom` 13–15%; `epoll_wait` 3–4%). The runtimes differ only
 //! in the remaining ~9% of user time, so no runtime can beat the other by more than about that
 //! here, and run-to-run swings of the host (10–30%) dwarf the difference: compare medians of
-//! many interleaved rounds. With the client as fast as the server, a server that idles between
-//! bursts calls `epoll_wait` once per burst (about 5 round trips per call here): 2.15–2.2
-//! syscalls per round trip for both runtimes, and 2.02–2.03 when the server is the bottleneck.
+//! many interleaved rounds. Syscalls: with one client process as fast as the server, a server
+//! that idles between bursts calls `epoll_wait` once per burst, every 5–30 round trips
+//! depending on the host's phase (gort 2.03–2.20 per round trip, tokio 2.18–2.31 in the same
+//! runs, 2026-12-01); with four client processes the server is the bottleneck and both are at
+//! 2.01–2.03.
 
 #![allow(missing_docs)]
 
