@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use gort::net::{TcpListener, TcpStream, is_closed};
 use gort::{Runtime, go};
 
+mod util;
+
 fn rt() -> Runtime {
     Runtime::builder().workers(2).build().unwrap()
 }
@@ -293,6 +295,93 @@ fn close_wakes_blocked_read_write_and_accept() {
         // Closing twice is harmless: an error, nothing else.
         assert!(is_closed(&c.close().unwrap_err()));
         drop(s);
+    });
+}
+
+/// Go's fdMutex: writes from several tasks never interleave. Each write is bigger than the
+/// socket buffers, so it parks part-way (EAGAIN) while the others wait for the write lock; the
+/// reader must see each block whole.
+#[test]
+fn concurrent_writes_never_interleave() {
+    const BLOCK: usize = 512 * 1024;
+    const WRITERS: u8 = 6;
+    util::within(Duration::from_secs(30), "six concurrent writers", || {
+        rt().block_on(|| {
+            let (c, s) = pair();
+            let c = Arc::new(c);
+            let writers: Vec<_> = (1..=WRITERS)
+                .map(|b| {
+                    let c = c.clone();
+                    go(move || (&*c).write(&vec![b; BLOCK]).unwrap())
+                })
+                .collect();
+            let mut got = vec![0u8; BLOCK * WRITERS as usize];
+            (&s).read_exact(&mut got).unwrap();
+            for w in writers {
+                assert_eq!(w.join().unwrap(), BLOCK, "one write call puts all its bytes out");
+            }
+            let mut seen = Vec::new();
+            for (i, block) in got.chunks(BLOCK).enumerate() {
+                let b = block[0];
+                let bad = block.iter().position(|&x| x != b);
+                assert_eq!(bad, None, "block {i} (of byte {b}) was interleaved with another write");
+                seen.push(b);
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (1..=WRITERS).collect::<Vec<_>>(), "every block exactly once");
+        })
+    });
+}
+
+/// Tasks queued for a direction's lock (behind a write that is parked in the poller) fail with
+/// the closed error when the socket closes, and the close waits for all of them.
+#[test]
+fn close_fails_the_tasks_queued_for_the_lock() {
+    util::within(Duration::from_secs(30), "close with tasks queued for the lock", || {
+        rt().block_on(|| {
+            let (c, _s) = pair();
+            let c = Arc::new(c);
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let writers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (c, waiting) = (c.clone(), waiting.clone());
+                    go(move || {
+                        waiting.fetch_add(1, SeqCst);
+                        // The peer never reads: the first write parks once the buffers fill, the
+                        // others wait for its lock.
+                        (&*c).write(&vec![1u8; 8 << 20])
+                    })
+                })
+                .collect();
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    let c = c.clone();
+                    go(move || (&*c).read(&mut [0u8; 16]).unwrap_err())
+                })
+                .collect();
+            while waiting.load(SeqCst) < 4 {
+                gort::time::sleep(Duration::from_millis(1));
+            }
+            gort::time::sleep(Duration::from_millis(50));
+            c.close().unwrap();
+            // The write in progress reports what it put out before the close (as `write` does for
+            // any error after some bytes); the queued ones never started.
+            let mut partial = 0;
+            for h in writers {
+                match h.join().unwrap() {
+                    Ok(n) => {
+                        assert!(n < 8 << 20, "a write to a peer that never reads cannot finish");
+                        partial += 1;
+                    }
+                    Err(e) => assert!(is_closed(&e), "{e}"),
+                }
+            }
+            assert!(partial <= 1, "only the lock holder wrote anything, got {partial}");
+            for h in readers {
+                let e = h.join().unwrap();
+                assert!(is_closed(&e), "{e}");
+            }
+        })
     });
 }
 

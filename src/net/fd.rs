@@ -8,7 +8,7 @@
 //! # One operation
 //!
 //! ```text
-//! lock the direction (one reader, one writer at a time; others park in FIFO order)
+//! lock the direction (one reader, one writer at a time; others wait on its semaphore)
 //!   check closing / expired deadline                 (Go: prepareRead → pollReset)
 //!   loop: syscall → data: done
 //!                 → EAGAIN: park on the PollDesc (sched::wait_io), then retry
@@ -20,21 +20,17 @@
 //! epoll sends a new event when more data comes, so nothing is missed). That keeps an echo at two
 //! syscalls per round trip, where Go pays three (performance.md).
 //!
-//! # The lock state (Go's `fdMutex`, with task-aware waiting)
+//! # The lock (Go's `fdMutex`)
 //!
-//! | field       | meaning                                      | changed by                         |
-//! |-------------|----------------------------------------------|------------------------------------|
-//! | `closed`    | `close` has begun; every new lock fails      | `close`, once                      |
-//! | `refs`      | operations in flight (locks and misc)        | `lock`/`incref` +1, guard drop −1  |
-//! | `reading`, `writing` | the direction's lock is held        | `lock`, guard drop                 |
-//! | waiters     | tasks or threads queued for a direction     | `lock` pushes, guard drop wakes one, `close` wakes all |
-//! | `closer`    | the task waiting for `refs` to reach 0      | `close`                            |
+//! One reader and one writer at a time, a count of operations in flight, and closing, in one
+//! atomic word: `fd_mutex.rs`. An uncontended operation takes and releases it with one
+//! compare-and-swap each.
 //!
 //! # Close (Go's `FD.Close` + `destroy`)
 //!
-//! 1. mark closed and wake every queued locker (they fail with the closed error);
+//! 1. mark closed and wake every waiting locker (they fail with the closed error);
 //! 2. `PollDesc::evict`: wake the tasks parked on readiness (they fail the same way);
-//! 3. wait until the operations in flight have let go (`refs == 0`);
+//! 3. wait until the operations in flight have let go (no reference left);
 //! 4. `Poller::close` (`EPOLL_CTL_DEL`), then `close(2)`: exactly once.
 //!
 //! Invariants: the OS fd is used only by an operation holding a reference, so when step 4 runs
@@ -42,7 +38,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -52,7 +47,8 @@ use std::time::Instant;
 use reactor::socket::Socket;
 use reactor::{Mode, PollDesc, PollError};
 
-use crate::sched::{self, Shared, Waker, worker};
+use super::fd_mutex::{FdMutex, Locked};
+use crate::sched::{self, Shared, worker};
 use crate::time;
 
 /// The error of an operation on a closed socket: Go's `net.ErrClosed`, "use of closed network
@@ -64,17 +60,6 @@ pub(crate) fn closed_error() -> io::Error {
 /// Whether `e` says the socket was closed (Go's `errors.Is(err, net.ErrClosed)`).
 pub fn is_closed(e: &io::Error) -> bool {
     e.get_ref().and_then(|i| i.downcast_ref::<PollError>()) == Some(&PollError::Closing)
-}
-
-#[derive(Default)]
-struct LockState {
-    closed: bool,
-    refs: usize,
-    reading: bool,
-    writing: bool,
-    read_waiters: VecDeque<Waker>,
-    write_waiters: VecDeque<Waker>,
-    closer: Option<Waker>,
 }
 
 /// Deadlines per direction (Go's `pd.rd`/`pd.wd` with `rseq`/`wseq`).
@@ -94,7 +79,7 @@ pub(crate) struct Fd {
     raw: RawFd,
     pd: Arc<PollDesc>,
     shared: Arc<Shared>,
-    state: Mutex<LockState>,
+    mutex: FdMutex,
     deadlines: Mutex<Deadlines>,
     /// The last read / write found the socket drained (see the module docs).
     read_drained: AtomicBool,
@@ -113,24 +98,11 @@ pub(crate) struct OpGuard<'a> {
 
 impl Drop for OpGuard<'_> {
     fn drop(&mut self) {
-        let wake = {
-            let mut s = lock(&self.fd.state);
-            let next = match self.mode {
-                Some(Mode::Read) => {
-                    s.reading = false;
-                    s.read_waiters.pop_front()
-                }
-                Some(Mode::Write) => {
-                    s.writing = false;
-                    s.write_waiters.pop_front()
-                }
-                None => None,
-            };
-            s.refs -= 1;
-            let closer = if s.closed && s.refs == 0 { s.closer.take() } else { None };
-            [next, closer]
+        // The last reference of a closed socket wakes its closer (`FdMutex::close_wait`).
+        match self.mode {
+            Some(mode) => self.fd.mutex.rwunlock(mode),
+            None => self.fd.mutex.decref(),
         };
-        wake.into_iter().flatten().for_each(Waker::wake);
     }
 }
 
@@ -148,7 +120,7 @@ impl Fd {
             raw,
             pd,
             shared,
-            state: Mutex::default(),
+            mutex: FdMutex::default(),
             deadlines: Mutex::default(),
             read_drained: AtomicBool::new(false),
             write_drained: AtomicBool::new(false),
@@ -162,57 +134,13 @@ impl Fd {
 
     /// Go's `rwlock` (with `mode`) or `incref` (without): one more operation in flight.
     pub(crate) fn lock(&self, mode: Option<Mode>) -> io::Result<OpGuard<'_>> {
-        // The common case, uncontended: take it without going near the scheduler.
-        {
-            let mut s = lock(&self.state);
-            if s.closed {
-                return Err(closed_error());
-            }
-            let free = match mode {
-                Some(Mode::Read) => !std::mem::replace(&mut s.reading, true),
-                Some(Mode::Write) => !std::mem::replace(&mut s.writing, true),
-                None => true,
-            };
-            if free {
-                s.refs += 1;
-                return Ok(OpGuard { fd: self, mode });
-            }
-        }
-        let mut got = false;
-        loop {
-            sched::wait(|waker| {
-                let mut s = lock(&self.state);
-                if s.closed {
-                    return false;
-                }
-                let (held, queue) = match mode {
-                    Some(Mode::Read) => (&mut s.reading, 0),
-                    Some(Mode::Write) => (&mut s.writing, 1),
-                    None => {
-                        s.refs += 1;
-                        got = true;
-                        return false;
-                    }
-                };
-                if !*held {
-                    *held = true;
-                    s.refs += 1;
-                    got = true;
-                    return false;
-                }
-                if queue == 0 {
-                    s.read_waiters.push_back(waker)
-                } else {
-                    s.write_waiters.push_back(waker)
-                }
-                true
-            });
-            if got {
-                return Ok(OpGuard { fd: self, mode });
-            }
-            if lock(&self.state).closed {
-                return Err(closed_error());
-            }
+        let got = match mode {
+            Some(mode) => self.mutex.rwlock(mode)?,
+            None => self.mutex.incref()?,
+        };
+        match got {
+            Locked::Yes => Ok(OpGuard { fd: self, mode }),
+            Locked::Closed => Err(closed_error()),
         }
     }
 
@@ -340,30 +268,15 @@ impl Fd {
 
     /// Go's `FD.Close`: see the module docs. A second call returns the closed error.
     pub(crate) fn close(&self) -> io::Result<()> {
-        let waiters = {
-            let mut s = lock(&self.state);
-            if s.closed {
-                return Err(closed_error());
-            }
-            s.closed = true;
-            let mut all: Vec<Waker> = s.read_waiters.drain(..).collect();
-            all.extend(s.write_waiters.drain(..));
-            all
-        };
-        waiters.into_iter().for_each(Waker::wake);
+        if !self.mutex.incref_and_close()? {
+            return Err(closed_error());
+        }
         let (r, w) = self.pd.evict();
         for waiter in [r, w].into_iter().flatten() {
             sched::wake_io(&self.shared, waiter);
         }
         // Wait for the operations in flight to let go of the fd.
-        sched::wait(|waker| {
-            let mut s = lock(&self.state);
-            if s.refs == 0 {
-                return false;
-            }
-            s.closer = Some(waker);
-            true
-        });
+        self.mutex.close_wait();
         self.destroy()
     }
 
@@ -373,12 +286,9 @@ impl Fd {
         let fd = Arc::try_unwrap(self).map_err(|_| {
             io::Error::other("gort: into_std needs the only handle (drop the clones first)")
         })?;
-        {
-            let mut s = lock(&fd.state);
-            if s.closed {
-                return Err(closed_error());
-            }
-            s.closed = true; // so Drop does not close it
+        // The only handle, so nothing is in flight; closed, so that Drop does not close it.
+        if !fd.mutex.incref_and_close()? {
+            return Err(closed_error());
         }
         let _ = fd.pd.evict();
         fd.shared.poller.close(&fd.pd)?;
@@ -397,7 +307,7 @@ impl Fd {
 
 impl Drop for Fd {
     fn drop(&mut self) {
-        if !lock(&self.state).closed {
+        if !self.mutex.is_closed() {
             // The last handle went away without `close`: nothing can be in flight.
             let _ = self.pd.evict();
             let _ = self.destroy();

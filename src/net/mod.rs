@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod fd;
+mod fd_mutex;
 mod stream;
 mod tcp;
 mod udp;
