@@ -14,14 +14,18 @@
 # 'syscalls:sys_enter_*'` over 3 s of steady load, after 1.5 s of warm-up), and the server's
 # CPU time (`task-clock`) per round trip.
 #
+# Env: ECHO_BIN (a build of the echo bench to use), ECHO_KINDS (default "gort tokio").
 # Needs: perf (Debian: linux-perf), taskset; perf_event_paranoid low enough (or root).
 set -euo pipefail
 conns=${1:-100}
 procs=${2:-1}
 rounds=${3:-3}
 cd "$(dirname "$0")/.."
-cargo bench --bench echo --no-run 2>/dev/null
-bin=$(ls -t target/release/deps/echo-* | grep -v '\.d$' | head -1)
+if [ -z "${ECHO_BIN:-}" ]; then
+    cargo bench --bench echo --no-run 2>/dev/null
+fi
+# ECHO_BIN: a given build of the echo bench (to compare two builds of gort), else this tree's.
+bin=${ECHO_BIN:-$(ls -t target/release/deps/echo-* | grep -v '\.d$' | head -1)}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -58,7 +62,7 @@ measure() { # kind -> prints "syscalls/rt epoll_wait/rt" and the breakdown
 }
 
 echo "echo, $conns connections, $procs client process(es)"
+kinds=${ECHO_KINDS:-gort tokio}
 for _ in $(seq "$rounds"); do
-    measure gort
-    measure tokio
+    for kind in $kinds; do measure "$kind"; done
 done

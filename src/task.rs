@@ -249,6 +249,22 @@ impl Task {
         self.home.load(Acquire) != 0
     }
 
+    /// Starts loading the top of the task's suspended stack into the cache
+    /// ([`arch::Context::prefetch`]), for worker `on` (the caller's own index), which is about
+    /// to run it. Does nothing unless `on` is the task's home: only the home thread may read
+    /// the task's cell.
+    #[inline]
+    pub(crate) fn prefetch_stack(&self, on: usize) {
+        if self.home.load(Relaxed) != on + 1 {
+            return;
+        }
+        // SAFETY: the caller runs on worker `on`, the task's home, the only thread that
+        // touches `cell` (invariants); the task is not running (it is queued, and this thread
+        // runs the scheduler), and the shared borrow ends at once.
+        let ctx = unsafe { &(*self.cell.get()).ctx };
+        ctx.prefetch();
+    }
+
     /// `WAITING → RUNNABLE`, exactly once per park. `false` if the task was not parked
     /// (already woken by someone else, cancelled, or dead): the caller must not queue it.
     pub(crate) fn make_runnable(&self) -> bool {

@@ -169,6 +169,17 @@ unsafe extern "C" fn task_trampoline() -> ! {
     )
 }
 
+/// Asks the cache for the line at `addr` (`prfm pldl1keep`). A hint: it never faults,
+/// whatever the address.
+#[inline(always)]
+pub(super) fn prefetch(addr: usize) {
+    // SAFETY: `prfm` is a hint: it reads nothing architecturally and does not fault, even on an
+    // unmapped or null address; it changes no register or flag.
+    unsafe {
+        asm!("prfm pldl1keep, [{}]", in(reg) addr, options(nostack, readonly, preserves_flags))
+    };
+}
+
 /// The FP control state that is *not* saved per context: FPCR.
 #[cfg(debug_assertions)]
 #[inline]

@@ -10,6 +10,7 @@
 //! | [`Context`]                | `gobuf` (`sp`, `pc`, `bp`, `ctxt`) | a suspended execution: one stack pointer; the rest is on that stack |
 //! | `imp::init(top, entry)`    | `gostartcallfn`                    | build a fresh frame at `top` so the first switch into it calls `entry(arg)` |
 //! | `imp::switch(from, to, arg)` | `gosave` + `gogo`; `mcall` when `to` is the scheduler | save into `from`, resume `to`, hand it `arg`; returns the `arg` of whoever resumes `from` |
+//! | `imp::prefetch(addr)`      | —                                  | a cache hint for the line at `addr` (never faults)        |
 //! | `imp::fp_control()`        | —                                  | debug builds only: the FP control word (MXCSR+x87 CW / FPCR), for the check in [`switch`] |
 //!
 //! [`init`] and [`switch`] below are the portable names; they only add debug checks. The backend
@@ -74,6 +75,17 @@ impl Context {
     /// An empty context (`sp == 0`), usable in `const` items such as a thread-local.
     pub(crate) const fn empty() -> Context {
         Context { sp: 0 }
+    }
+}
+
+impl Context {
+    /// Starts loading the top of the suspended stack into the cache: the frame a [`switch`]
+    /// into this context pops first. A scheduler that knows which task runs next calls it a
+    /// task ahead, so the switch does not wait for memory (with a thousand tasks their stacks
+    /// are rarely cached). Does nothing useful, and no harm, on an empty or running context.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self) {
+        imp::prefetch(self.sp);
     }
 }
 

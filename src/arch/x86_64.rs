@@ -185,6 +185,15 @@ unsafe extern "C" fn task_trampoline() -> ! {
     )
 }
 
+/// Asks the cache for the line at `addr` (`prefetcht0`). A hint: it never faults, whatever
+/// the address.
+#[inline(always)]
+pub(super) fn prefetch(addr: usize) {
+    // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault, even on an unmapped
+    // or null address; it changes no register or flag.
+    unsafe { asm!("prefetcht0 [{}]", in(reg) addr, options(nostack, readonly, preserves_flags)) };
+}
+
 /// The FP control state that is *not* saved per context: MXCSR's control bits (its low six
 /// bits are sticky exception flags, not control, and are masked off) and the x87 control word.
 #[cfg(debug_assertions)]

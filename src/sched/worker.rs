@@ -177,6 +177,11 @@ impl Worker {
             task.set_slot(key);
         }
         super::reset_budget();
+        // The task queued next most likely runs after this one: have its stack's top in the
+        // cache by then (with many tasks, a switch otherwise waits for memory).
+        if let Some(next) = self.q.borrow().local.front() {
+            next.prefetch_stack(self.index);
+        }
         // `back` is the task that switched back to us: `task`, or, after direct yields and
         // parks, whichever task of this worker ran last (see "The direct yield").
         let (back, outcome) = {
@@ -287,7 +292,10 @@ impl Worker {
         let found = !woken.is_empty();
         for w in woken.drain(..) {
             shared.io_waiters.fetch_sub(1, SeqCst);
-            super::ready_tail(shared, task::from_waiter(w));
+            let t = task::from_waiter(w);
+            // Most of these run here next, one after the other (see `execute`).
+            t.prefetch_stack(self.index);
+            super::ready_tail(shared, t);
         }
         self.q.borrow_mut().woken = woken;
         found
