@@ -250,17 +250,18 @@ impl Task {
     }
 
     /// Starts loading the top of the task's suspended stack into the cache
-    /// ([`arch::Context::prefetch`]), for worker `on` (the caller's own index), which is about
-    /// to run it. Does nothing unless `on` is the task's home: only the home thread may read
-    /// the task's cell.
+    /// ([`arch::Context::prefetch`]), for worker `on` of the task's own runtime: the caller,
+    /// which found the task in its own queue or poller and is about to run it. Does nothing
+    /// unless `on` is the task's home: only the home thread may read the task's cell.
     #[inline]
     pub(crate) fn prefetch_stack(&self, on: usize) {
         if self.home.load(Relaxed) != on + 1 {
             return;
         }
-        // SAFETY: the caller runs on worker `on`, the task's home, the only thread that
-        // touches `cell` (invariants); the task is not running (it is queued, and this thread
-        // runs the scheduler), and the shared borrow ends at once.
+        // SAFETY: the caller is worker `on` of the task's runtime (the contract above), which
+        // is the task's home, the only thread that touches `cell` (invariants); the task is
+        // not running (it is queued, and this thread runs the scheduler), and the shared
+        // borrow ends at once.
         let ctx = unsafe { &(*self.cell.get()).ctx };
         ctx.prefetch();
     }
