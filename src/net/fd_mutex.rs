@@ -28,9 +28,13 @@
 //! (`rwunlock` or `decref` returning `true`) knows the socket is closed and idle: the closer,
 //! if that is not itself, waits on `csema` for that moment.
 //!
-//! Invariants: `CLOSED` is set once and never cleared; a lock bit is set only with a reference
-//! taken in the same CAS; the waiter counts never exceed the sleepers plus the pending
-//! releases of their semaphore.
+//! Invariants:
+//! - `CLOSED` is set once and never cleared; after it, no reference is taken.
+//! - A lock bit is set only with a reference taken in the same CAS.
+//! - A direction's waiter count is the number of lockers that counted themselves and have not
+//!   been released yet; every decrement of it comes with exactly one release of its semaphore,
+//!   so each counted locker takes exactly one permit (asleep or not yet).
+//! - Exactly one `csema` release per close: the reference that leaves a closed word at zero.
 
 #![forbid(unsafe_code)]
 
