@@ -273,3 +273,111 @@ impl FdMutex {
         self.csema.acquire();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    /// Runs `f` on a thread; fails if it is not done within 30 s (a lost wake-up shows as a
+    /// failure, not a hung test run).
+    fn within(what: &str, f: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => h.join().unwrap(),
+            Err(_) if h.is_finished() => std::panic::resume_unwind(h.join().unwrap_err()),
+            Err(_) => panic!("{what}: not done within 30 s (a lost wake-up?)"),
+        }
+    }
+
+    /// Mutual exclusion per direction and no lost wake-up, from tasks on two workers and from
+    /// plain threads at once: each holder checks that nobody else holds its direction.
+    #[test]
+    fn one_holder_per_direction_and_every_waiter_gets_its_turn() {
+        within("lockers on two workers and two threads", hammer_all);
+    }
+
+    fn hammer_all() {
+        const ROUNDS: usize = 20_000;
+        let m = Arc::new(FdMutex::default());
+        let inside = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        fn hammer(m: Arc<FdMutex>, inside: Arc<[AtomicBool; 2]>, mode: Mode) {
+            let i = usize::from(mode == Mode::Write);
+            for _ in 0..ROUNDS {
+                assert!(matches!(m.rwlock(mode), Ok(Locked::Yes)));
+                assert!(!inside[i].swap(true, SeqCst), "two holders of one direction");
+                (0..20).for_each(|_| std::hint::spin_loop());
+                inside[i].store(false, SeqCst);
+                assert!(!m.rwunlock(mode), "not closed");
+            }
+        }
+        let threads: Vec<_> = [Mode::Read, Mode::Write]
+            .into_iter()
+            .map(|mode| {
+                let (m, inside) = (m.clone(), inside.clone());
+                std::thread::spawn(move || hammer(m, inside, mode))
+            })
+            .collect();
+        let (m2, inside2) = (m.clone(), inside.clone());
+        crate::Runtime::builder().workers(2).build().unwrap().block_on(move || {
+            let (m, inside) = (m2, inside2);
+            let tasks: Vec<_> = (0..6)
+                .map(|k| {
+                    let (m, inside) = (m.clone(), inside.clone());
+                    let mode = if k % 2 == 0 { Mode::Read } else { Mode::Write };
+                    crate::go(move || hammer(m, inside, mode))
+                })
+                .collect();
+            tasks.into_iter().for_each(|t| t.join().unwrap());
+        });
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(m.state.load(SeqCst), 0, "no lock, reference or waiter left");
+    }
+
+    /// Close fails the waiting lockers, and the closer waits for the holder's unlock, which
+    /// reports it was the last reference.
+    #[test]
+    fn close_fails_waiters_and_waits_for_the_holder() {
+        within("close with waiters", close_with_waiters);
+    }
+
+    fn close_with_waiters() {
+        crate::Runtime::builder().workers(2).build().unwrap().block_on(|| {
+            let m = Arc::new(FdMutex::default());
+            assert!(matches!(m.rwlock(Mode::Read), Ok(Locked::Yes)));
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    let m = m.clone();
+                    crate::go(move || matches!(m.rwlock(Mode::Read), Ok(Locked::Closed)))
+                })
+                .collect();
+            let t = Instant::now();
+            while (m.state.load(SeqCst) & RWAIT_MASK) / RWAIT < 3 {
+                assert!(t.elapsed() < Duration::from_secs(10), "the lockers never waited");
+                crate::time::sleep(Duration::from_millis(1));
+            }
+            let closer = {
+                let m = m.clone();
+                crate::go(move || {
+                    assert!(m.incref_and_close().unwrap());
+                    m.close_wait();
+                })
+            };
+            for w in waiters {
+                assert!(w.join().unwrap(), "a waiter got the lock of a closed socket");
+            }
+            crate::time::sleep(Duration::from_millis(20));
+            assert!(!closer.is_finished(), "close must wait for the holder");
+            assert!(m.rwunlock(Mode::Read), "the holder's unlock is the last reference");
+            closer.join().unwrap();
+            assert!(matches!(m.incref(), Ok(Locked::Closed)));
+            assert!(!m.incref_and_close().unwrap(), "closing twice");
+        });
+    }
+}
