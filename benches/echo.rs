@@ -12,7 +12,9 @@
 //! - The servers have one worker each: gort `workers(1)`, tokio multi-thread
 //!   `worker_threads(1)`. Each connection's handler is a plain read/write loop.
 //! - Reported: req/s, p50/p99 latency, and the server's CPU time (user + system, from
-//!   `/proc/PID/stat`) per round trip; medians over the rounds, gort and tokio alternating.
+//!   `/proc/PID/stat`) per round trip, with its user-space part (the runtime's own cost; the rest
+//!   is the kernel's); medians over the rounds, gort and tokio alternating. `/proc` counts in
+//!   10 ms ticks: for the user part take `ECHO_SECS=4` or more.
 //!
 //! Syscalls per round trip: `benches/echo_syscalls.sh [conns] [client processes] [rounds]`
 //! counts them with `perf stat` for both servers, alternating. It uses two modes of this
@@ -108,17 +110,19 @@ struct Run {
     p99: Duration,
     /// The server's CPU time (user + system) per round trip, if its pid was given.
     cpu_us: Option<f64>,
+    /// The user-space part of it: the runtime's own cost (the rest is the kernel's).
+    user_us: Option<f64>,
 }
 
-/// User + system CPU time of process `pid` so far (`/proc/PID/stat` fields 14 and 15, in
-/// clock ticks of 10 ms: `getconf CLK_TCK` is 100 on Linux).
-fn cpu_time(pid: u32) -> Option<Duration> {
+/// User and system CPU time of process `pid` so far (`/proc/PID/stat` fields 14 and 15, in
+/// clock ticks of 10 ms: `getconf CLK_TCK` is 100 on Linux, so take windows of seconds).
+fn cpu_time(pid: u32) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after it start past its ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
+    let ticks = |i: usize| Some(Duration::from_millis(f.get(i)?.parse::<u64>().ok()? * 10));
+    Some((ticks(11)?, ticks(12)?))
 }
 
 /// The closed-loop client: `conns` connections; round trips are counted and timed only in the
@@ -165,8 +169,15 @@ fn client(addr: SocketAddr, conns: usize, secs: f64, server: Option<u32>) -> Run
         all.sort();
         let at = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
         let n = all.len() as f64;
-        let cpu_us = cpu0.zip(cpu1).map(|(a, b)| (b - a).as_secs_f64() * 1e6 / n);
-        Run { rps: n / elapsed.as_secs_f64(), p50: at(0.5), p99: at(0.99), cpu_us }
+        let per_rt = |d: Duration| d.as_secs_f64() * 1e6 / n;
+        let spent = cpu0.zip(cpu1).map(|((u0, s0), (u1, s1))| (u1 - u0, s1 - s0));
+        Run {
+            rps: n / elapsed.as_secs_f64(),
+            p50: at(0.5),
+            p99: at(0.99),
+            cpu_us: spent.map(|(u, s)| per_rt(u + s)),
+            user_us: spent.map(|(u, _)| per_rt(u)),
+        }
     })
 }
 
@@ -278,11 +289,13 @@ fn main() {
                 let r = client(server.addr, n, secs, Some(server.child.id()));
                 server.stop();
                 println!(
-                    "echo/{n} conns/{kind}: {:.0} req/s, p50 {:?}, p99 {:?}, server CPU {:.2} µs/req",
+                    "echo/{n} conns/{kind}: {:.0} req/s, p50 {:?}, p99 {:?}, server CPU {:.2} µs/req \
+                     (user {:.2})",
                     r.rps,
                     r.p50,
                     r.p99,
-                    r.cpu_us.unwrap_or(f64::NAN)
+                    r.cpu_us.unwrap_or(f64::NAN),
+                    r.user_us.unwrap_or(f64::NAN)
                 );
                 runs[usize::from(kind == "tokio")].push(r);
             }
@@ -291,9 +304,11 @@ fn main() {
         let rps = |r: &Run| r.rps;
         let p99 = |r: &Run| r.p99.as_secs_f64() * 1e3;
         let cpu = |r: &Run| r.cpu_us.unwrap_or(f64::NAN);
+        let user = |r: &Run| r.user_us.unwrap_or(f64::NAN);
         println!(
             "echo/{n} conns, medians of {rounds}: gort {:.0} req/s, tokio {:.0} req/s, ratio {:.2}; \
-             p99 gort {:.2} ms, tokio {:.2} ms; server CPU gort {:.2} µs/req, tokio {:.2}",
+             p99 gort {:.2} ms, tokio {:.2} ms; server CPU gort {:.2} µs/req, tokio {:.2}; \
+             user gort {:.2} µs/req, tokio {:.2}",
             stat(0, rps),
             stat(1, rps),
             stat(0, rps) / stat(1, rps),
@@ -301,6 +316,8 @@ fn main() {
             stat(1, p99),
             stat(0, cpu),
             stat(1, cpu),
+            stat(0, user),
+            stat(1, user),
         );
     }
 }
