@@ -62,6 +62,8 @@ pub mod sync;
 pub mod task;
 pub mod time;
 mod trace;
+#[cfg(test)]
+mod within;
 
 pub use runtime::{Builder, Handle, Runtime, run};
 pub use sched::{blocking, try_blocking, yield_now};

@@ -281,19 +281,9 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant};
 
-    /// Runs `f` on a thread; fails if it is not done within 30 s (a lost wake-up shows as a
-    /// failure, not a hung test run).
+    /// A lost wake-up shows as a failure after 30 s, not a hung test run.
     fn within(what: &str, f: impl FnOnce() + Send + 'static) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let h = std::thread::spawn(move || {
-            f();
-            let _ = tx.send(());
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(()) => h.join().unwrap(),
-            Err(_) if h.is_finished() => std::panic::resume_unwind(h.join().unwrap_err()),
-            Err(_) => panic!("{what}: not done within 30 s (a lost wake-up?)"),
-        }
+        crate::within::within(Duration::from_secs(30), what, f)
     }
 
     /// Mutual exclusion per direction and no lost wake-up, from tasks on two workers and from
